@@ -1,0 +1,157 @@
+"""Message type names, response codes and WebSocket close codes of the consumer API.
+
+Every name here comes from ``shared/reference/lp-protocol.md`` (section 3) or the published
+schemas; where the docs are silent (e.g. the GetClock response type) the choice is marked.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+from http import HTTPStatus
+from typing import Final
+
+
+class MessageType:
+    """Request, response and notification ``type`` values on the consumer socket."""
+
+    # requests (consumer -> server)
+    REQUEST_CONVERSATION: Final = "cm.ConsumerRequestConversation"
+    UPDATE_CONVERSATION_FIELD: Final = "cm.UpdateConversationField"
+    PUBLISH_EVENT: Final = "ms.PublishEvent"
+    SUBSCRIBE_MESSAGING_EVENTS: Final = "ms.SubscribeMessagingEvents"
+    SUBSCRIBE_EX_CONVERSATIONS: Final = "cqm.SubscribeExConversations"
+    UNSUBSCRIBE_EX_CONVERSATIONS: Final = "cqm.UnsubscribeExConversations"
+    GET_CLOCK: Final = "GetClock"
+    KEEP_ALIVE: Final = "KeepAlive"
+    INIT_CONNECTION: Final = "InitConnection"
+
+    # responses (server -> consumer)
+    REQUEST_CONVERSATION_RESPONSE: Final = "cm.RequestConversationResponse"
+    PUBLISH_EVENT_RESPONSE: Final = "ms.PublishEventResponse"
+    GENERIC_SUBSCRIBE_RESPONSE: Final = "GenericSubscribeResponse"
+    SUBSCRIBE_EX_CONVERSATIONS_RESPONSE: Final = "cqm.SubscribeExConversationsResponse"
+    STRING_RESPONSE: Final = ".ReqBody$StringResp"
+    # Not documented (lp-protocol.md section 4.5): our choice for the GetClock answer.
+    GET_CLOCK_RESPONSE: Final = "GetClockResponse"
+
+    # notifications (server -> consumer)
+    MESSAGING_EVENT_NOTIFICATION: Final = "ms.MessagingEventNotification"
+    EX_CONVERSATION_CHANGE_NOTIFICATION: Final = "cqm.ExConversationChangeNotification"
+
+    CONSUMER_REQUESTS: Final = frozenset(
+        {
+            REQUEST_CONVERSATION,
+            UPDATE_CONVERSATION_FIELD,
+            PUBLISH_EVENT,
+            SUBSCRIBE_MESSAGING_EVENTS,
+            SUBSCRIBE_EX_CONVERSATIONS,
+            UNSUBSCRIBE_EX_CONVERSATIONS,
+            GET_CLOCK,
+            KEEP_ALIVE,
+            INIT_CONNECTION,
+        }
+    )
+
+
+_RESPONSE_TYPES: Final = {
+    MessageType.REQUEST_CONVERSATION: MessageType.REQUEST_CONVERSATION_RESPONSE,
+    MessageType.PUBLISH_EVENT: MessageType.PUBLISH_EVENT_RESPONSE,
+    MessageType.SUBSCRIBE_MESSAGING_EVENTS: MessageType.GENERIC_SUBSCRIBE_RESPONSE,
+    MessageType.SUBSCRIBE_EX_CONVERSATIONS: MessageType.SUBSCRIBE_EX_CONVERSATIONS_RESPONSE,
+    MessageType.GET_CLOCK: MessageType.GET_CLOCK_RESPONSE,
+}
+
+
+def response_type_for(request_type: str) -> str:
+    """The response ``type`` the server sends for a request type (StringResp by default)."""
+    return _RESPONSE_TYPES.get(request_type, MessageType.STRING_RESPONSE)
+
+
+# Conversation state values (cm/types/StateChange.json: CLOSE is the only enum the consumer sends).
+CONVERSATION_STATE_FIELD: Final = "ConversationStateField"
+STATE_CLOSE: Final = "CLOSE"
+STATE_OPEN: Final = "OPEN"
+
+
+class Code(IntEnum):
+    """Response ``code`` values: HTTP semantics (lp-protocol.md 3.4)."""
+
+    OK = HTTPStatus.OK
+    BAD_REQUEST = HTTPStatus.BAD_REQUEST
+    UNAUTHORIZED = HTTPStatus.UNAUTHORIZED
+    FORBIDDEN = HTTPStatus.FORBIDDEN
+    NOT_FOUND = HTTPStatus.NOT_FOUND
+    CONFLICT = HTTPStatus.CONFLICT
+    TOO_MANY_REQUESTS = HTTPStatus.TOO_MANY_REQUESTS
+    INTERNAL_ERROR = HTTPStatus.INTERNAL_SERVER_ERROR
+    SERVICE_UNAVAILABLE = HTTPStatus.SERVICE_UNAVAILABLE
+
+
+class CloseCode(IntEnum):
+    """WebSocket close codes: RFC 6455 plus LivePerson's two (lp-protocol.md 3.5)."""
+
+    NORMAL = 1000
+    GOING_AWAY = 1001
+    PROTOCOL_ERROR = 1002
+    ABNORMAL = 1006  # never sent on the wire: no close frame was received
+    POLICY_VIOLATION = 1008
+    INTERNAL_ERROR = 1011
+    TOKEN_EXPIRED = 4401  # a fresh token is needed
+    IDENTITY_EXPIRED = 4407  # unauthenticated identity must be extended at the IDP
+
+
+_CLOSE_REASONS: Final = {
+    CloseCode.NORMAL: "normal closure",
+    CloseCode.GOING_AWAY: "going away",
+    CloseCode.PROTOCOL_ERROR: "protocol error",
+    CloseCode.ABNORMAL: "connection dropped without a close frame",
+    CloseCode.POLICY_VIOLATION: "idle timeout",
+    CloseCode.INTERNAL_ERROR: "server error",
+    CloseCode.TOKEN_EXPIRED: "token expired: get a new token from the IDP and reconnect",
+    CloseCode.IDENTITY_EXPIRED: "unauthenticated identity expired: extend it at the IDP",
+}
+
+
+def close_reason(code: int) -> str:
+    """A short human reason for a close code (used in close frames and failure messages)."""
+    try:
+        return _CLOSE_REASONS[CloseCode(code)]
+    except ValueError:
+        return "other close code: wait briefly and reconnect"
+
+
+def close_conversation_body(conversation_id: str) -> dict[str, object]:
+    """The body of ``cm.UpdateConversationField`` that closes a conversation (REF-CLOSE)."""
+    return {
+        "conversationId": conversation_id,
+        "conversationField": [{"field": CONVERSATION_STATE_FIELD, "conversationState": STATE_CLOSE}],
+    }
+
+
+def closed_conversation_id(body: object) -> str | None:
+    """The conversation id a close request names, or None if the body is not a close request."""
+    if not isinstance(body, dict):
+        return None
+    conversation_id = body.get("conversationId")
+    fields = body.get("conversationField")
+    if isinstance(fields, dict):  # a single-element array may be sent bare (lp-protocol.md 3.2)
+        fields = [fields]
+    if not isinstance(conversation_id, str) or not isinstance(fields, list):
+        return None
+    for item in fields:
+        if (
+            isinstance(item, dict)
+            and item.get("field") == CONVERSATION_STATE_FIELD
+            and item.get("conversationState") == STATE_CLOSE
+        ):
+            return conversation_id
+    return None
+
+
+def conversation_id_of(body: object) -> str | None:
+    """The ``conversationId`` of a RequestConversationResponse body, or None if absent."""
+    if isinstance(body, dict):
+        value = body.get("conversationId")
+        if isinstance(value, str) and 0 < len(value) <= 64:
+            return value
+    return None
