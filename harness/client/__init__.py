@@ -1,0 +1,35 @@
+"""The gevent consumer client: one WebSocket per session, typed failures with report categories."""
+
+from harness.client.errors import (
+    BadFrame,
+    ClientError,
+    Dropped,
+    ErrorResponse,
+    HandshakeRejected,
+    HttpStatusError,
+    PongTimeout,
+    Refused,
+    ServerClosed,
+    Timeout,
+    TlsError,
+    categorize,
+)
+from harness.client.socket import CloseInfo, ConsumerSocket, tls_context
+
+__all__ = [
+    "BadFrame",
+    "ClientError",
+    "CloseInfo",
+    "ConsumerSocket",
+    "Dropped",
+    "ErrorResponse",
+    "HandshakeRejected",
+    "HttpStatusError",
+    "PongTimeout",
+    "Refused",
+    "ServerClosed",
+    "Timeout",
+    "TlsError",
+    "categorize",
+    "tls_context",
+]

@@ -1,0 +1,118 @@
+"""The token phase's two IDP calls, over Locust's own HTTP client (geventhttpclient).
+
+The calls go through :class:`locust.contrib.fasthttp.FastHttpSession` with ``catch_response``
+so that Locust's transport is used while the *timing and reporting* stay in the one place the
+user owns (``StepReporter.measure``): the returned context manager is never entered, so the
+session fires no event of its own.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from harness.client.errors import BadFrame, HttpStatusError
+from harness.protocol import paths, tokens
+
+if TYPE_CHECKING:
+    from locust.contrib.fasthttp import FastHttpSession
+
+    from harness.settings import Settings
+
+JSON_HEADERS = {"Content-Type": "application/json", "Accept": "application/json"}
+
+
+class IdpClient:
+    """anonymous/authorize and authenticate for one account."""
+
+    def __init__(self, session: FastHttpSession, account: str) -> None:
+        self.session = session
+        self.account = account
+        self._authorize_path = paths.anonymous_authorize_path(account)
+        self._authenticate_path = paths.authenticate_path(account)
+
+    def anonymous_authorize(self) -> str:
+        """The unauthenticated external JWT (the tutorial reads ``.jwt``; newer docs ``.token``)."""
+        return _token_of(self._post(self._authorize_path, None))
+
+    def authenticate(self, auth_code: str) -> str:
+        """Exchange an external JWT (the tutorial's ``{"authCode": ...}``) for the LP JWT."""
+        return _token_of(self._post(self._authenticate_path, {"authCode": auth_code}))
+
+    def _post(self, path: str, body: dict[str, Any] | None) -> Any:
+        response = self.session.request(
+            "POST", path, data=json.dumps(body) if body is not None else "", headers=JSON_HEADERS, catch_response=True
+        )
+        error = getattr(response, "error", None)
+        if response.status_code == 0 and error is not None:
+            raise error  # transport failure: refused, timeout, TLS... categorised by the caller
+        if not 200 <= response.status_code < 300:
+            error = HttpStatusError(response.status_code, _error_text(response))
+            error.retry_after = _retry_after(response)  # 429/503: the user waits this long before its next session
+            raise error
+        try:
+            return json.loads(response.content or b"")
+        except ValueError as exc:
+            raise BadFrame(f"IDP answered {response.status_code} with a body that is not JSON ({exc})") from None
+
+
+class IdentitySource:
+    """Where each session's authCode comes from: the IDP's anonymous identity, or a self-signed one."""
+
+    def __init__(self, settings: Settings, user_tag: str) -> None:
+        self.settings = settings
+        self.user_tag = user_tag
+        self.sessions = 0
+        self._key: tokens.SigningKey | None = None
+        if settings.identity == "external":
+            pem = (
+                Path(settings.external_key_file).read_text()
+                if settings.external_key_file
+                else tokens.TUTORIAL_PRIVATE_KEY_PEM
+            )
+            self._key = tokens.load_private_key(pem)
+
+    @property
+    def anonymous(self) -> bool:
+        return self._key is None
+
+    def external_token(self) -> str:
+        """A self-signed external identity for a new session, unique per user and session."""
+        assert self._key is not None, "external_token() needs identity=external"
+        self.sessions += 1
+        claims = tokens.external_claims(
+            self.settings.account,
+            sub=f"lp-harness-{self.user_tag}-{self.sessions}",
+            now=time.time(),
+            lifetime_s=3600,
+            given_name="Load Test",
+            issuer=self.settings.external_issuer,
+        )
+        return tokens.sign(claims, self._key)
+
+
+def _token_of(body: Any) -> str:
+    if isinstance(body, dict):
+        for key in ("jwt", "token"):
+            value = body.get(key)
+            if isinstance(value, str) and value:
+                return value
+    raise BadFrame("IDP response has no 'jwt' or 'token' field")
+
+
+def _error_text(response: Any) -> str:
+    try:
+        text = (response.content or b"")[:200].decode("utf-8", "replace")
+    except Exception:  # a body we cannot read says nothing more than the status
+        return ""
+    return text
+
+
+def _retry_after(response: Any) -> float | None:
+    try:
+        value = response.headers.get("Retry-After") if response.headers else None
+        return float(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
