@@ -1,0 +1,1 @@
+"""Reports: files in, files out. Nothing here needs a running Locust."""

@@ -1,0 +1,69 @@
+"""Reading summaries from disk: a run folder or a ``summary.json``, checked for format and version."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Final
+
+FORMAT: Final = "lp-harness/summary"
+SUPPORTED_VERSIONS: Final = (1,)
+SUMMARY_FILE: Final = "summary.json"
+
+
+class ReportError(Exception):
+    """A file or option the reports tools cannot use; the message says which and why (exit code 2)."""
+
+
+def summary_path(path: str | Path) -> Path:
+    """``path`` itself when it is a file, else ``path/summary.json``."""
+    p = Path(path)
+    if p.is_dir():
+        p = p / SUMMARY_FILE
+    if not p.is_file():
+        raise ReportError(f"{path}: no {SUMMARY_FILE} here (give a run folder or a summary file)")
+    return p
+
+
+def load_summary(path: str | Path) -> dict[str, Any]:
+    """The summary dict of a run folder or summary file; ReportError if it is not one we can read."""
+    p = summary_path(path)
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ReportError(f"{p}: not readable JSON ({exc})") from None
+    check_summary(data, str(p))
+    return data
+
+
+def check_summary(data: Any, where: str = "summary") -> None:
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise ReportError(f"{where}: not an lp-harness summary (format must be {FORMAT!r})")
+    if data.get("version") not in SUPPORTED_VERSIONS:
+        raise ReportError(
+            f"{where}: summary version {data.get('version')!r} is not supported (this lp-harness reads "
+            f"{', '.join(map(str, SUPPORTED_VERSIONS))}); upgrade lp-harness"
+        )
+    for key in ("run", "steps"):
+        if not isinstance(data.get(key), dict):
+            raise ReportError(f"{where}: missing the {key!r} section")
+
+
+def expand_runs(paths: list[str | Path]) -> list[Path]:
+    """Summary files for each argument: a run folder, a summary file, or a folder of run folders."""
+    out: list[Path] = []
+    for path in paths:
+        p = Path(path)
+        if p.is_dir() and not (p / SUMMARY_FILE).is_file():
+            found = sorted(q / SUMMARY_FILE for q in p.iterdir() if (q / SUMMARY_FILE).is_file())
+            if not found:
+                raise ReportError(f"{path}: no run folders (with {SUMMARY_FILE}) inside")
+            out.extend(found)
+        else:
+            out.append(summary_path(p))
+    return out
+
+
+def schema_path() -> Path:
+    """reports/summary.schema.json in the checkout (tests and docs point here)."""
+    return Path(__file__).resolve().parents[2] / "reports" / "summary.schema.json"

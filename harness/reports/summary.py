@@ -1,0 +1,85 @@
+"""Build ``summary.json`` (format: docs/summary-format.md, schema: reports/summary.schema.json).
+
+Pure: it takes plain dicts (the Locust side extracts them) and returns the summary dict, so the
+same code serves a live run, a test, and any tool that rewrites summaries.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+FORMAT: Final = "lp-harness/summary"
+VERSION: Final = 1
+PERCENTILES: Final = (("p50_ms", 0.50), ("p90_ms", 0.90), ("p95_ms", 0.95), ("p99_ms", 0.99), ("p99_9_ms", 0.999))
+
+
+def build_summary(
+    run: dict[str, Any],
+    steps: dict[str, dict[str, Any]],
+    metrics: dict[str, Any],
+    thresholds: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The summary of one run: ``run`` metadata, per-step stats, and the harness metrics."""
+    return {
+        "format": FORMAT,
+        "version": VERSION,
+        "run": run,
+        "steps": steps,
+        "phases": metrics["phases"],
+        "sockets": metrics["sockets"],
+        "pings": metrics["pings"],
+        "thresholds": thresholds,
+    }
+
+
+def terminal_table(summary: dict[str, Any]) -> str:
+    """Steps and phases side by side, for the end of a headless run."""
+    step_rows = [("step", "phase", "count", "fail", "p50", "p95", "p99", "max", "rps")]
+    for name, s in summary["steps"].items():
+        step_rows.append(
+            (
+                name,
+                s["phase"],
+                str(s["count"]),
+                f"{s['failures']} ({s['fail_ratio']:.2%})",
+                _ms(s.get("p50_ms")),
+                _ms(s.get("p95_ms")),
+                _ms(s.get("p99_ms")),
+                _ms(s.get("max_ms")),
+                f"{s['rps']:.1f}",
+            )
+        )
+    phase_rows = [("phase", "sessions", "failed", "ratio", "top categories")]
+    for name, p in summary["phases"].items():
+        top = ", ".join(f"{k} x{v}" for k, v in list(p["categories"].items())[:3]) or "-"
+        phase_rows.append((name, str(p["sessions"]), str(p["failures"]), f"{p['fail_ratio']:.2%}", top))
+    left, right = _table(step_rows), _table(phase_rows)
+    width = max((len(line) for line in left), default=0)
+    lines = [f"{a:<{width}}   {b}" for a, b in zip(left, right + [""] * (len(left) - len(right)), strict=False)]
+    lines.extend(right[len(left) :])
+    sockets, pings, run = summary["sockets"], summary["pings"], summary["run"]
+    lines.append("")
+    lines.append(
+        f"sockets: peak {sockets['peak_open']} open, {sockets['opened']} opened, {sockets['open']} still open, "
+        f"{sockets['drops']} dropped, server closes {sockets['server_closes'] or '-'}   "
+        f"pings: {pings['sent']} sent, {pings['answered']} answered, {pings['timeouts']} timed out"
+    )
+    lines.append(f"run {run['id']} ({run.get('end_reason') or 'running'}), reports in {run.get('reports_dir', '-')}")
+    return "\n".join(lines)
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f}ms" if value >= 10 else f"{value:.1f}ms"
+
+
+def _table(rows: list[tuple[str, ...]]) -> list[str]:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    out = []
+    for n, row in enumerate(rows):
+        out.append(
+            "  ".join(
+                cell.ljust(w) if i < 2 or n == 0 else cell.rjust(w)
+                for i, (cell, w) in enumerate(zip(row, widths, strict=False))
+            )
+        )
+    return out
