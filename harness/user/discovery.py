@@ -1,0 +1,76 @@
+"""Before a run: find the hosts through CSDS when asked, and check they answer.
+
+Both run once, on the master, before any user starts, so a wrong host ends the run with one
+line naming the setting instead of thousands of identical failures.
+"""
+
+from __future__ import annotations
+
+import socket
+from urllib.parse import urlsplit
+
+import requests
+
+from harness.protocol import paths
+from harness.settings import Settings, SettingsError
+
+DISCOVERY_TIMEOUT_S = 10.0
+REACHABLE_TIMEOUT_S = 3.0
+
+
+def discover(discovery: str, account: str) -> tuple[str, str]:
+    """(idp, asyncMessagingEnt) host names for ``account`` from the CSDS Domain API (lp-protocol.md 1)."""
+    if not account:
+        raise SettingsError("LP_ACCOUNT is not set: CSDS discovery (--lp-discovery) needs the account id")
+    try:
+        base = paths.base_url(discovery)
+    except ValueError as exc:
+        raise SettingsError(
+            f"LP_DISCOVERY (--lp-discovery) is malformed ({exc}): give a host like api.liveperson.net"
+        ) from None
+    found = []
+    for service in (paths.IDP_SERVICE, paths.ASYNC_MESSAGING_SERVICE):
+        url = base + paths.csds_path(account, service)
+        try:
+            response = requests.get(url, timeout=DISCOVERY_TIMEOUT_S)
+        except requests.RequestException as exc:
+            raise SettingsError(f"LP_DISCOVERY {base} is unreachable ({type(exc).__name__}): check the host") from None
+        if response.status_code != 200:
+            raise SettingsError(
+                f"LP_DISCOVERY {base} answered {response.status_code} for service {service!r} of account {account!r}: "
+                "check LP_ACCOUNT and LP_DISCOVERY"
+            )
+        try:
+            found.append(_base_uri(response.json(), service))
+        except (ValueError, KeyError, TypeError):
+            raise SettingsError(
+                f"LP_DISCOVERY {base} gave no baseURI for service {service!r}: check LP_DISCOVERY"
+            ) from None
+    # CSDS gives bare host names; the scheme follows the discovery URL's (https for real accounts).
+    scheme = urlsplit(base).scheme
+    return f"{scheme}://{found[0]}", f"{scheme}://{found[1]}"
+
+
+def _base_uri(body: dict, service: str) -> str:
+    if "baseURI" in body:  # single-service form
+        return str(body["baseURI"])
+    for entry in body["baseURIs"]:
+        if entry.get("service") == service:
+            return str(entry["baseURI"])
+    raise KeyError(service)
+
+
+def check_reachable(settings: Settings) -> None:
+    """A TCP connect to each host; SettingsError naming the setting when one does not answer."""
+    for name, url in (("LP_IDP", settings.idp), ("LP_ASYNCMESSAGINGENT", settings.messaging)):
+        parts = urlsplit(url)
+        port = parts.port or (443 if parts.scheme in ("https", "wss") else 80)
+        try:
+            with socket.create_connection((parts.hostname, port), timeout=REACHABLE_TIMEOUT_S):
+                pass
+        except OSError as exc:
+            reason = exc.strerror or type(exc).__name__
+            raise SettingsError(
+                f"{name} {url} is unreachable ({reason}): check the host and port, or unset LP_IDP and "
+                "LP_ASYNCMESSAGINGENT to use the embedded emulator"
+            ) from None

@@ -1,0 +1,10 @@
+"""The locustfile ``lp-harness run`` hands to Locust; the repository's locustfile.py is the same wiring."""
+
+from locust import events
+
+from harness.user import lifecycle
+from harness.user.consumer import ConsumerUser
+
+lifecycle.register(events)
+
+__all__ = ["ConsumerUser"]

@@ -1,0 +1,1 @@
+"""Scenario profiles: Locust config files (``--config scenarios/<name>.conf``)."""

@@ -1,0 +1,101 @@
+"""Real locust processes against the real emulator on loopback: the numbers must tell the truth."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from tests.user.runs import ROOT, run_locust
+
+SHORT = ["-u", "8", "-r", "8", "-t", "6s", "--stop-timeout", "5", "--lp-hold", "0.5", "--lp-ping-interval", "0.2"]
+STEP_LEDGER_KEYS = {
+    "anonymous-authorize": "anonymous-authorize",
+    "authenticate": "authenticate",
+    "connect": "connect",
+    "request-conversation": "cm.ConsumerRequestConversation",
+    "close-conversation": "cm.UpdateConversationField",
+}
+
+
+def test_counts_reconcile_with_the_emulator_ledger(emulator, tmp_path: Path) -> None:
+    emu = emulator()
+    run = run_locust(SHORT, tmp_path, target=emu.url)
+    assert run.returncode == 0, run.output[-3000:]
+    summary, ledger = run.summary, emu.ledger()
+    for step, key in STEP_LEDGER_KEYS.items():
+        ours, theirs = summary["steps"][step], ledger["endpoints"][key]
+        assert ours["count"] > 0, step
+        assert ours["count"] == theirs["received"], (step, ours["count"], theirs)
+        assert ours["failures"] == ours["count"] - theirs["ok"], (step, ours, theirs)
+    pings = summary["pings"]
+    assert pings["answered"] == summary["steps"]["ping"]["count"] > 0
+    assert pings["answered"] == ledger["pings"]["ponged"]
+    assert ledger["sockets"]["open"] == 0 and ledger["conversations"]["open"] == 0
+    assert summary["sockets"]["open"] == 0
+    assert summary["phases"]["token"]["failures"] == 0 and summary["phases"]["socket"]["failures"] == 0
+    assert summary["run"]["target"] == "real"  # hosts were given in settings, not embedded
+
+
+def _p50(run, step: str) -> float:
+    return run.summary["steps"][step]["p50_ms"]
+
+
+def test_injected_latency_moves_only_that_step(emulator, tmp_path: Path) -> None:
+    base = run_locust(SHORT, tmp_path / "base", target=emulator().url)
+    slow = run_locust(SHORT, tmp_path / "slow", target=emulator("--latency", "authenticate=80").url)
+    assert base.returncode == 0 and slow.returncode == 0, slow.output[-3000:]
+    shift = _p50(slow, "authenticate") - _p50(base, "authenticate")
+    assert 70 <= shift <= 95, shift  # Locust rounds p50 to 2 significant digits above 100 ms
+    for step in ("anonymous-authorize", "connect", "request-conversation", "close-conversation"):
+        assert abs(_p50(slow, step) - _p50(base, step)) < 10, step
+
+
+def test_failure_rates_match_injected_faults(emulator, tmp_path: Path) -> None:
+    emu = emulator("--seed", "7", "--fault", "anonymous-authorize=status:503,p=0.1", "--fault", "hold=close:4401,p=0.3")
+    run = run_locust([*SHORT[:-4], "--lp-hold", "1", "--lp-ping-interval", "0.3"], tmp_path, target=emu.url)
+    summary, ledger = run.summary, emu.ledger()
+    token, socket = summary["phases"]["token"], summary["phases"]["socket"]
+    injected_503 = ledger["endpoints"]["anonymous-authorize"]["faults"].get("status", 0)
+    injected_close = ledger["endpoints"]["hold"]["faults"].get("close", 0)
+    assert injected_503 > 0 and injected_close > 0, ledger
+    assert token["categories"].get("http 503") == injected_503
+    assert token["failures"] == injected_503
+    assert socket["categories"].get("close 4401") == injected_close
+    assert summary["steps"]["anonymous-authorize"]["failures"] == injected_503
+    assert run.returncode != 0  # locust's usual rule: any failure -> exit 1
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"LP_IDP": "http://127.0.0.1:9", "LP_ASYNCMESSAGINGENT": "http://127.0.0.1:9"}, "LP_ACCOUNT"),
+        (
+            {"LP_ACCOUNT": "1", "LP_IDP": "http://127.0.0.1:9", "LP_ASYNCMESSAGINGENT": "http://127.0.0.1:9"},
+            "unreachable",
+        ),
+        ({"LP_ACCOUNT": "1", "LP_IDP": "http://127.0.0.1:notaport", "LP_ASYNCMESSAGINGENT": "h"}, "LP_IDP"),
+    ],
+)
+def test_config_errors_end_with_one_clear_message(tmp_path: Path, env: dict[str, str], named: str) -> None:
+    run = run_locust(["-u", "1", "-t", "5s"], tmp_path, env=env, timeout=60)
+    assert run.returncode == 2, run.output[-2000:]
+    assert "configuration error" in run.output and named in run.output
+    assert "Traceback" not in run.output
+
+
+def test_embedded_emulator_default_run_writes_reports(tmp_path: Path) -> None:
+    run = run_locust(["-u", "4", "-r", "4", "-t", "4s", "--stop-timeout", "5", "--lp-hold", "0.5"], tmp_path)
+    assert run.returncode == 0, run.output[-3000:]
+    assert "embedded emulator" in run.output
+    summary = run.summary
+    assert summary["run"]["target"] == "emulator" and summary["run"]["end_reason"] == "time limit"
+    assert set(summary) >= {"run", "steps", "phases", "sockets", "pings"}
+    for name in ("locust_report.html", "locust_stats.csv", "locust_failures.csv", "locust_stats.json", "summary.txt"):
+        assert (run.run_folder / name).is_file(), name
+    assert "time-to-conversation" in summary["steps"]
+    schema = json.loads((ROOT / "reports" / "summary.schema.json").read_text())
+    jsonschema.Draft202012Validator(schema).validate(summary)
+    assert "request-conversation" in run.output and "socket" in run.output  # the terminal summary
