@@ -50,6 +50,8 @@ class Settings:
     scenario: str = "custom"
     label: str | None = None
     reports_dir: str = "reports"
+    threshold_files: tuple[str, ...] = ()
+    threshold_rules: tuple[str, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -112,7 +114,20 @@ class Settings:
             scenario=scenario,
             label=(getattr(options, "lp_label", None) or None),
             reports_dir=getattr(options, "lp_reports_dir", None) or "reports",
+            threshold_files=_listed(getattr(options, "lp_thresholds", None)),
+            threshold_rules=_listed(getattr(options, "lp_threshold", None)),
         )
+
+
+def _listed(value: object) -> tuple[str, ...]:
+    """A repeatable option: a list (command line), or one string (env var / web UI) split on newlines and ';;'."""
+    if not value:
+        return ()
+    items = value if isinstance(value, list) else [value]
+    out: list[str] = []
+    for item in items:
+        out.extend(part.strip() for part in str(item).replace(";;", "\n").splitlines() if part.strip())
+    return tuple(out)
 
 
 def _base_url(name: str, value: str) -> str:
@@ -221,6 +236,10 @@ def add_arguments(parser: Any) -> None:
         'Extra options for the embedded emulator (latency, faults), e.g. "--latency authenticate=80".',
         default="",
     )
+    add("--lp-thresholds", "LP_THRESHOLDS", "TOML (or JSON) file of thresholds (SLOs) evaluated at the end of the "
+        "run; see docs/reports.md and scenarios/thresholds.sample.toml.", default="")
+    add("--lp-threshold", "LP_THRESHOLD", "One threshold rule, e.g. 'authenticate:p95<200' or "
+        "'phase:socket:fail_ratio<2%;abortOnFail;delayAbortEval=30s'. Repeatable.", action="append", default=None)
     parser.add_argument("--lp-embedded-url", default="", help=argparse.SUPPRESS, include_in_web_ui=False)
 
 

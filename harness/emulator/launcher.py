@@ -132,7 +132,8 @@ class EmulatorProcess:
                 proc.wait(timeout)
         self.returncode = proc.returncode
         if proc.stdout is not None:
-            with contextlib.suppress(OSError):
+            # The drain thread may be inside read() (under gevent a close then is "reentrant"): it ends at EOF.
+            with contextlib.suppress(OSError, RuntimeError):
                 proc.stdout.close()
         return self.returncode
 

@@ -12,16 +12,19 @@
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import gevent
 from gevent.event import Event
 from locust.env import Environment
 from locust.runners import MasterRunner, WorkerRunner
 
 from harness.settings import EMULATOR_ACCOUNT, Settings, SettingsError, add_arguments, wants_embedded_emulator
+from harness.user import gate
 from harness.user.metrics import HarnessMetrics
 
 log = logging.getLogger("lp-harness")
@@ -42,6 +45,8 @@ class RunState:
     ended_at: float | None = None
     end_reason: str | None = None
     reports_path: str | None = None
+    rules: list[Any] = field(default_factory=list)  # harness.reports.thresholds.Rule
+    monitor: Any = None  # the abort-on-fail greenlet
 
 
 def state_of(environment: Environment) -> RunState:
@@ -91,6 +96,7 @@ def resolve_target(environment: Environment) -> None:
 
             options.lp_idp, options.lp_asyncmessagingent = discover(options.lp_discovery, options.lp_account)
         state.settings = Settings.from_options(options)
+        state.rules = gate.rules_for(state.settings)
         if options.headless or options.autostart:
             from harness.user.discovery import check_reachable
 
@@ -143,9 +149,6 @@ def _on_init(environment: Environment, **_: Any) -> None:
     if environment.parsed_options is None:  # a library use of Environment: nothing to set up
         return
     events, state = environment.events, state_of(environment)
-    from harness import webui  # TEMP(webui helper): hook for the lead to add
-
-    webui.install(environment)
     events.test_start.add_listener(_on_test_start)
     events.test_stopping.add_listener(_on_test_stopping)
     events.test_stop.add_listener(_on_test_stop)
@@ -160,6 +163,8 @@ def _on_init(environment: Environment, **_: Any) -> None:
         )
     )
     if not isinstance(environment.runner, WorkerRunner):
+        # Locust's own SIGTERM handler shuts down; this one (registered first, so run first) records why.
+        gevent.signal_handler(signal.SIGTERM, lambda: setattr(state, "end_reason", state.end_reason or "sigterm"))
         resolve_target(environment)
 
 
@@ -168,11 +173,16 @@ def _on_test_start(environment: Environment, **_: Any) -> None:
     state.stopping.clear()
     state.started_at, state.ended_at, state.end_reason = time.time(), None, None
     if environment.parsed_options is not None:
+        coordinator = not isinstance(environment.runner, WorkerRunner)
         try:  # options may have changed in the web UI or arrived from the master
             state.settings = Settings.from_options(environment.parsed_options)
+            if coordinator:
+                state.rules = gate.rules_for(state.settings)
+                state.reports_path = None  # a new run id for every test run (web UI: many per process)
+                state.monitor = gate.start_monitor(environment, state.rules)
         except SettingsError as exc:
             log.error("configuration error: %s", exc)
-            if environment.runner is not None and not isinstance(environment.runner, WorkerRunner):
+            if coordinator and environment.runner is not None:
                 environment.runner.stop()
 
 
@@ -183,6 +193,9 @@ def _on_test_stopping(environment: Environment, **_: Any) -> None:
 def _on_test_stop(environment: Environment, **_: Any) -> None:
     state = state_of(environment)
     state.ended_at = time.time()
+    if state.monitor is not None:
+        state.monitor.kill(block=False)
+        state.monitor = None
     if not isinstance(environment.runner, WorkerRunner):
         from harness.user.reporting import write_reports
 
@@ -196,6 +209,13 @@ def _on_quitting(environment: Environment, **_: Any) -> None:
 
             state = state_of(environment)
             state.ended_at = state.ended_at or time.time()
+            if state.end_reason is None:
+                from harness.user.reporting import end_reason
+
+                state.end_reason = end_reason(environment)
+            runner = environment.runner
+            if runner is not None and runner.state in ("spawning", "running"):
+                runner.stop()  # users close their conversations and sockets before the target goes away
             write_reports(environment, final=True)
             print_summary(environment)
     finally:

@@ -27,7 +27,10 @@ from locust.html import get_html_report
 from locust.runners import MasterRunner
 
 import harness
+from harness.reports import thresholds
+from harness.reports.run_page import run_html
 from harness.reports.summary import PERCENTILES, build_summary, terminal_table
+from harness.user import gate
 from harness.user.lifecycle import merged_metrics, state_of
 from harness.user.steps import STEP_ORDER, STEP_PHASES
 
@@ -112,13 +115,21 @@ def write_reports(environment: Environment, final: bool = False) -> str | None:
     if environment.runner is None or (state.started_at is None and not environment.runner.stats.entries):
         return None  # no test ever started
     if final and state.end_reason is None:
-        state.end_reason = _end_reason(environment)
+        state.end_reason = end_reason(environment)
     try:
         summary = current_summary(environment)
+        report = gate.verdict(summary, state.rules, final=final)
+        if final:
+            gate.set_exit_code(environment, summary, bool(state.rules))
         folder = Path(state.reports_path or "reports")
         folder.mkdir(parents=True, exist_ok=True)
         _write(folder / "summary.json", json.dumps(summary, indent=2, sort_keys=False) + "\n")
-        _write(folder / "summary.txt", terminal_table(summary) + "\n")
+        text = terminal_table(summary)
+        if report is not None:
+            text += "\n\n" + thresholds.terminal_table(report)
+            _write(folder / "junit.xml", thresholds.junit_xml(report, run_id=summary["run"]["id"]))
+        _write(folder / "summary.txt", text + "\n")
+        _write(folder / "report.html", run_html(summary))
         _write(folder / "locust_report.html", get_html_report(environment, show_download_link=False))
         # Locust's own save_stats_json() empties the entries it serialises; serialise without resetting.
         entries = [e.serialize() for e in environment.runner.stats.entries.values() if e.num_requests or e.num_failures]
@@ -151,12 +162,15 @@ def print_summary(environment: Environment) -> None:
     sys.stdout.flush()
 
 
-def _end_reason(environment: Environment) -> str:
+def end_reason(environment: Environment) -> str:
+    """How the run ended, when nothing (SIGTERM, an abort) said so already."""
     options = environment.parsed_options
     state = state_of(environment)
     run_time = getattr(options, "run_time", None)
     if run_time and state.started_at and time.time() - state.started_at >= run_time - 1:
         return "time limit"
+    if environment.runner is not None and environment.runner.state in ("spawning", "running"):
+        return "sigint"  # Locust is quitting with users still running: Ctrl-C
     return "stopped"
 
 
