@@ -99,3 +99,21 @@ def test_embedded_emulator_default_run_writes_reports(tmp_path: Path) -> None:
     schema = json.loads((ROOT / "reports" / "summary.schema.json").read_text())
     jsonschema.Draft202012Validator(schema).validate(summary)
     assert "request-conversation" in run.output and "socket" in run.output  # the terminal summary
+
+
+def test_discovery_finds_the_hosts_through_csds(emulator, tmp_path: Path) -> None:
+    emu = emulator()
+    run = run_locust(SHORT, tmp_path, env={"LP_ACCOUNT": "acme", "LP_DISCOVERY": emu.url})
+    assert run.returncode == 0, run.output[-3000:]
+    assert emu.ledger()["endpoints"]["csds"]["received"] == 2  # idp + asyncMessagingEnt, once each
+    assert run.summary["run"]["idp"] == emu.url and run.summary["steps"]["connect"]["count"] > 0
+
+
+def test_external_identity_signs_its_own_jwts(emulator, tmp_path: Path) -> None:
+    emu = emulator()
+    run = run_locust([*SHORT, "--lp-identity", "external"], tmp_path, target=emu.url)
+    assert run.returncode == 0, run.output[-3000:]
+    summary, ledger = run.summary, emu.ledger()
+    assert "anonymous-authorize" not in summary["steps"]
+    assert ledger["endpoints"].get("anonymous-authorize", {}).get("received", 0) == 0
+    assert summary["steps"]["authenticate"]["count"] == ledger["endpoints"]["authenticate"]["ok"] > 0
