@@ -350,6 +350,7 @@ class ConsumerSocket:
     """One consumer WebSocket: a reader greenlet, correlated requests, keepalive pings."""
 
     __slots__ = (
+        "__weakref__",  # the user's live-socket registry (live ping counts)
         "_sock",
         "_fb",
         "_cont",

@@ -103,6 +103,7 @@ class ConsumerUser(User):
                     on_pong_timeout=self._on_pong_timeout,
                 )
             self.metrics.socket_opened()
+            self.metrics.live_sockets.add(sock)
             with steps.measure(Step.REQUEST_CONVERSATION, categorize):
                 response = sock.request(MessageType.REQUEST_CONVERSATION, None, timeout=settings.request_timeout_s)
                 conversation_id = conversation_id_of(response.body)
@@ -179,6 +180,7 @@ class ConsumerUser(User):
                     sock.close()
             except gevent.Timeout:
                 log.warning("socket close did not finish in %.0f s", CLEANUP_TIMEOUT_S)
+        self.metrics.live_sockets.discard(sock)
         self.metrics.pings_sent += sock.pings_sent
         info = sock.close_info
         self.metrics.socket_closed(info.kind if info else "dropped", info.code if info else None)

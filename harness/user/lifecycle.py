@@ -149,6 +149,9 @@ def _on_init(environment: Environment, **_: Any) -> None:
     if environment.parsed_options is None:  # a library use of Environment: nothing to set up
         return
     events, state = environment.events, state_of(environment)
+    from harness import webui
+
+    webui.install(environment)  # every process: load-generator health (+ worker->master); the UI tab where there is one
     events.test_start.add_listener(_on_test_start)
     events.test_stopping.add_listener(_on_test_stopping)
     events.test_stop.add_listener(_on_test_stop)

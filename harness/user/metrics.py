@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
+import weakref
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -44,6 +45,7 @@ class HarnessMetrics:
     pings_answered: int = 0
     pong_timeouts: int = 0
     started_at: float = field(default_factory=time.time)
+    live_sockets: weakref.WeakSet[Any] = field(default_factory=weakref.WeakSet, repr=False)  # for live ping counts
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     # --- recording (called from user greenlets and client callbacks)
@@ -75,7 +77,9 @@ class HarnessMetrics:
         fresh = HarnessMetrics()
         fresh.sockets_open = self.sockets_open  # gauges survive a stats reset; counters start again
         fresh.sockets_peak = self.sockets_open
-        self.__dict__.update({k: v for k, v in fresh.__dict__.items() if k != "_lock"})
+        # pings that held sockets sent before the reset belong to before it
+        fresh.pings_sent = -sum(getattr(s, "pings_sent", 0) for s in list(self.live_sockets))
+        self.__dict__.update({k: v for k, v in fresh.__dict__.items() if k not in ("_lock", "live_sockets")})
 
     # --- reporting
     def to_dict(self) -> dict[str, Any]:
@@ -90,7 +94,11 @@ class HarnessMetrics:
                 "server_closes": dict(self.server_closes),
                 "drops_per_hour": self.drops / elapsed_h,
             },
-            "pings": {"sent": self.pings_sent, "answered": self.pings_answered, "timeouts": self.pong_timeouts},
+            "pings": {
+                "sent": self.pings_sent + sum(getattr(s, "pings_sent", 0) for s in list(self.live_sockets)),
+                "answered": self.pings_answered,
+                "timeouts": self.pong_timeouts,
+            },
             "started_at": self.started_at,
         }
 

@@ -91,7 +91,7 @@ def run_metadata(environment: Environment) -> dict[str, Any]:
         "users": users,
         "spawn_rate": getattr(options, "spawn_rate", None),
         "scenario": settings.scenario if settings else None,
-        "processes": max(1, len(runner.clients)) if isinstance(runner, MasterRunner) else 1,
+        "processes": max(1, len(state.worker_parts)) if isinstance(runner, MasterRunner) else 1,
         "target": settings.target if settings else None,
         "account": settings.account if settings else None,
         "idp": settings.idp if settings else None,

@@ -117,3 +117,16 @@ def test_external_identity_signs_its_own_jwts(emulator, tmp_path: Path) -> None:
     assert "anonymous-authorize" not in summary["steps"]
     assert ledger["endpoints"].get("anonymous-authorize", {}).get("received", 0) == 0
     assert summary["steps"]["authenticate"]["count"] == ledger["endpoints"]["authenticate"]["ok"] > 0
+
+
+def test_processes_two_sums_worker_metrics_on_the_master(emulator, tmp_path: Path) -> None:
+    emu = emulator()
+    run = run_locust([*SHORT, "--processes", "2"], tmp_path, target=emu.url)
+    assert run.returncode == 0, run.output[-3000:]
+    summary, ledger = run.summary, emu.ledger()
+    assert summary["run"]["processes"] == 2
+    token, socket = summary["phases"]["token"], summary["phases"]["socket"]
+    assert token["sessions"] == ledger["endpoints"]["anonymous-authorize"]["received"] > 0
+    assert socket["sessions"] == ledger["endpoints"]["connect"]["received"]
+    assert summary["steps"]["connect"]["count"] == ledger["endpoints"]["connect"]["received"]
+    assert summary["sockets"]["opened"] == ledger["sockets"]["accepted"]

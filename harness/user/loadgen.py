@@ -1,0 +1,271 @@
+"""The load generator's own health: CPU, memory, file descriptors and event-loop lag.
+
+A load test is only as true as its load generator: when the locust process runs out of CPU, or
+its gevent loop runs late, every latency it measures (ping RTTs above all) grows by the time the
+loop was busy, and the target looks slower than it is. Every locust process (local, master,
+worker) runs one :class:`LoadGenMonitor`: a periodic gevent timer measures how late the loop
+wakes it (the lag), and psutil samples CPU, RSS and the open file descriptors (each socket is
+one, and the per-process limit caps how many sessions a process can hold).
+
+Workers send their latest snapshot to the master with every stats report
+(``report_to_master``/``worker_report``); :func:`merged` gives the master's view: its own row,
+one per worker, and the workers' total. A process is *saturated* when its CPU is at or above
+:data:`CPU_SATURATED` percent of a core, or its loop is late by :data:`LAG_SATURATED_MS` on
+average over the last :data:`WINDOW_S` seconds.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import resource
+import socket
+import time
+from collections import deque
+from typing import Any, Final
+
+import gevent
+import psutil
+from gevent.event import Event
+
+log = logging.getLogger("lp-harness")
+
+TICK_S: Final = 0.25  # the lag timer's period: short enough to see a busy loop, cheap enough to ignore
+CPU_SAMPLE_S: Final = 2.0  # CPU/RSS/fds sampling period (psutil calls cost ~0.1 ms)
+WINDOW_S: Final = 10.0  # lag statistics cover this many recent seconds
+CPU_SATURATED: Final = 90.0  # percent of one core; a gevent process cannot use more than one
+LAG_SATURATED_MS: Final = 50.0  # mean lateness of the loop over the window
+LAG_SPIKE_MS: Final = 250.0  # a single late wake-up this long is reported (not counted as saturation)
+FD_WARN_FRACTION: Final = 0.9  # open descriptors at 90% of the soft limit: new sockets will soon fail
+STALE_AFTER_S: Final = 15.0  # a worker snapshot older than this is shown as stale
+
+
+def fd_limit() -> int | None:
+    """The soft limit on open files of this process (None when unlimited or unknown)."""
+    try:
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    except (OSError, ValueError):
+        return None
+    return None if soft == resource.RLIM_INFINITY else int(soft)
+
+
+def assess(snapshot: dict[str, Any]) -> tuple[bool, list[str]]:
+    """(saturated, reasons) for one process's snapshot; reasons also name non-saturating warnings."""
+    saturated, reasons = False, []
+    cpu = snapshot.get("cpu_percent") or 0.0
+    lag = snapshot.get("lag_ms") or 0.0
+    lag_max = snapshot.get("lag_max_ms") or 0.0
+    if cpu >= CPU_SATURATED:
+        saturated = True
+        reasons.append(f"CPU {cpu:.0f}% >= {CPU_SATURATED:.0f}%")
+    if lag >= LAG_SATURATED_MS:
+        saturated = True
+        reasons.append(f"event loop {lag:.0f} ms late on average >= {LAG_SATURATED_MS:.0f} ms")
+    elif lag_max >= LAG_SPIKE_MS:
+        reasons.append(f"event loop stalled {lag_max:.0f} ms")
+    fds, limit = snapshot.get("fds"), snapshot.get("fd_limit")
+    if fds is not None and limit and fds >= FD_WARN_FRACTION * limit:
+        reasons.append(f"{fds} of {limit} file descriptors in use")
+    return saturated, reasons
+
+
+class LoadGenMonitor:
+    """Samples this process; one per process, started at init and stopped when Locust quits."""
+
+    def __init__(self, role: str = "local", tick_s: float = TICK_S, cpu_sample_s: float = CPU_SAMPLE_S) -> None:
+        self.role = role
+        self.tick_s = tick_s
+        self.cpu_sample_s = cpu_sample_s
+        self.process = psutil.Process()
+        self.pid = os.getpid()
+        self.host = socket.gethostname()
+        self.fd_limit = fd_limit()
+        self._lags: deque[tuple[float, float]] = deque()  # (monotonic time, lag ms)
+        self._cpu = 0.0
+        self._host_cpu = 0.0
+        self._rss = 0
+        self._fds: int | None = None
+        self._sampled_at = 0.0
+        self._greenlet: gevent.Greenlet | None = None
+        self._was_saturated = False
+        self.ticked = Event()  # set after each lag measurement (tests wait on it)
+
+    # --- running
+    def start(self) -> LoadGenMonitor:
+        if self._greenlet is None or self._greenlet.dead:
+            self.process.cpu_percent(None)  # the first call only sets psutil's reference point
+            psutil.cpu_percent(None)
+            self._sample(cpu=False)  # a CPU figure needs an interval: the first one comes after cpu_sample_s
+            self._greenlet = gevent.spawn(self._run)
+        return self
+
+    def stop(self) -> None:
+        if self._greenlet is not None:
+            self._greenlet.kill(block=False)
+            self._greenlet = None
+
+    @property
+    def running(self) -> bool:
+        return self._greenlet is not None and not self._greenlet.dead
+
+    def _run(self) -> None:
+        next_sample = time.monotonic() + self.cpu_sample_s
+        while True:
+            before = time.monotonic()
+            gevent.sleep(self.tick_s)
+            now = time.monotonic()
+            self.record_lag(now, max(0.0, (now - before - self.tick_s) * 1000.0))
+            self.ticked.set()
+            if now >= next_sample:
+                next_sample = now + self.cpu_sample_s
+                self._sample()
+
+    def record_lag(self, now: float, lag_ms: float) -> None:
+        self._lags.append((now, lag_ms))
+        while self._lags and self._lags[0][0] < now - WINDOW_S:
+            self._lags.popleft()
+
+    def _sample(self, cpu: bool = True) -> None:
+        try:
+            with self.process.oneshot():
+                if cpu:
+                    self._cpu = self.process.cpu_percent(None)
+                self._rss = self.process.memory_info().rss
+                self._fds = self.process.num_fds() if hasattr(self.process, "num_fds") else None
+            if cpu:
+                self._host_cpu = psutil.cpu_percent(None)
+        except psutil.Error:  # never let monitoring take a run down
+            return
+        self._sampled_at = time.time()
+        saturated, reasons = assess(self.snapshot())
+        if saturated and not self._was_saturated:
+            log.warning(
+                "load generator saturated (%s pid %s): %s -- its latency numbers are inflated; "
+                "use more processes (--processes N) or fewer users per process",
+                self.role,
+                self.pid,
+                "; ".join(reasons),
+            )
+        self._was_saturated = saturated
+
+    # --- reporting
+    def snapshot(self) -> dict[str, Any]:
+        """This process's latest numbers (plain JSON types: it travels to the master)."""
+        lags = [lag for _, lag in self._lags]
+        data: dict[str, Any] = {
+            "role": self.role,
+            "host": self.host,
+            "pid": self.pid,
+            "cpu_percent": round(self._cpu, 1),
+            "host_cpu_percent": round(self._host_cpu, 1),
+            "rss_bytes": self._rss,
+            "fds": self._fds,
+            "fd_limit": self.fd_limit,
+            "lag_ms": round(sum(lags) / len(lags), 2) if lags else 0.0,
+            "lag_max_ms": round(max(lags), 2) if lags else 0.0,
+            "lag_samples": len(lags),
+            "at": self._sampled_at or time.time(),
+        }
+        data["saturated"], data["reasons"] = assess(data)
+        return data
+
+
+def total(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """Sum of several processes: CPU, RSS and descriptors add up, the lag is the worst one."""
+    fds = [p["fds"] for p in parts if p.get("fds") is not None]
+    data: dict[str, Any] = {
+        "role": "total",
+        "processes": len(parts),
+        "cpu_percent": round(sum(p.get("cpu_percent") or 0.0 for p in parts), 1),
+        "rss_bytes": sum(p.get("rss_bytes") or 0 for p in parts),
+        "fds": sum(fds) if fds else None,
+        "fd_limit": None,  # per process: see each row
+        "lag_ms": max((p.get("lag_ms") or 0.0 for p in parts), default=0.0),
+        "lag_max_ms": max((p.get("lag_max_ms") or 0.0 for p in parts), default=0.0),
+        "saturated": any(p.get("saturated") for p in parts),
+    }
+    data["reasons"] = [r for p in parts for r in p.get("reasons", [])]
+    return data
+
+
+# ---------------------------------------------------------------------------- Locust wiring
+def monitor_of(environment: Any) -> LoadGenMonitor | None:
+    return getattr(environment, "lp_loadgen", None)
+
+
+def register(environment: Any) -> LoadGenMonitor:
+    """Start this process's monitor and carry worker snapshots to the master (call from ``init``)."""
+    from locust.runners import MasterRunner, WorkerRunner
+
+    existing = monitor_of(environment)
+    if existing is not None:
+        return existing
+    runner = environment.runner
+    role = "worker" if isinstance(runner, WorkerRunner) else "master" if isinstance(runner, MasterRunner) else "local"
+    monitor = LoadGenMonitor(role).start()
+    environment.lp_loadgen = monitor
+    environment.lp_loadgen_parts = {}
+    events = environment.events
+
+    def on_report_to_master(client_id: str, data: dict[str, Any], **_: Any) -> None:
+        data["lp_loadgen"] = monitor.snapshot()
+
+    def on_worker_report(client_id: str, data: dict[str, Any], **_: Any) -> None:
+        part = data.get("lp_loadgen")
+        if part is not None:
+            environment.lp_loadgen_parts[client_id] = {**part, "received_at": time.time()}
+
+    if role == "worker":
+        events.report_to_master.add_listener(on_report_to_master)
+    if role == "master":
+        events.worker_report.add_listener(on_worker_report)
+    events.quitting.add_listener(lambda **_: monitor.stop())
+    return monitor
+
+
+def merged(environment: Any) -> dict[str, Any]:
+    """This process's health, or on a master its own row, one row per worker and the workers' total."""
+    monitor = monitor_of(environment)
+    own = monitor.snapshot() if monitor is not None else None
+    rows: list[dict[str, Any]] = []
+    workers: list[dict[str, Any]] = []
+    if own is not None:
+        rows.append({**own, "id": own["role"], "stale": False})
+    parts: dict[str, dict[str, Any]] = getattr(environment, "lp_loadgen_parts", {}) or {}
+    if parts:
+        clients = getattr(environment.runner, "clients", None)
+        live = set(clients.keys()) if clients is not None else set(parts)
+        now = time.time()
+        for number, client_id in enumerate(sorted(parts), start=1):
+            if client_id not in live:
+                continue  # a worker that left: its numbers no longer describe the run
+            part = parts[client_id]
+            stale = now - part.get("received_at", now) > STALE_AFTER_S
+            workers.append({**part, "id": f"worker {number}", "client_id": client_id, "stale": stale})
+        rows.extend(workers)
+    overall = total(workers) if workers else (total([own]) if own is not None else total([]))
+    if workers:
+        overall["id"] = "workers total"
+    else:
+        overall["id"] = "total"
+    everyone = rows
+    saturated = [r for r in everyone if r.get("saturated")]
+    warning = None
+    if saturated:
+        warning = "LOAD GENERATOR SATURATED: " + "; ".join(f"{r['id']}: {', '.join(r['reasons'])}" for r in saturated)
+        warning += " -- latencies are inflated; add processes (--processes N) or lower users per process"
+    notes = [f"{r['id']}: {reason}" for r in everyone if not r.get("saturated") for reason in r.get("reasons", [])]
+    return {
+        "processes": rows,
+        "total": overall,
+        "saturated": bool(saturated),
+        "warning": warning,
+        "notes": notes,
+        "thresholds": {
+            "cpu_percent": CPU_SATURATED,
+            "lag_ms": LAG_SATURATED_MS,
+            "lag_spike_ms": LAG_SPIKE_MS,
+            "fd_fraction": FD_WARN_FRACTION,
+            "window_s": WINDOW_S,
+        },
+    }

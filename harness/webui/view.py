@@ -1,0 +1,161 @@
+"""What the "LP harness" tab shows: one structured view of a run, and the table rows made from it.
+
+:func:`build_view` gathers the numbers from the live environment (the harness metrics merged
+over workers, Locust's own ``ping`` stats entry, the load generators' health);
+:func:`table_rows` turns a view into the rows of Locust's extended table. Keeping the two apart
+lets the JSON endpoint, the table and the tests share one source of truth.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from harness.user import loadgen
+from harness.user.steps import STEP_PHASES, Step
+
+TAB_KEY: Final = "lp-harness"
+TAB_TITLE: Final = "LP harness"
+COLUMNS: Final = (("group", "Group"), ("measure", "Measure"), ("value", "Value"), ("detail", "Detail"))
+RTT_PERCENTILES: Final = (("p50", 0.50), ("p90", 0.90), ("p95", 0.95), ("p99", 0.99))
+REFRESH_S: Final = 2.0  # Locust's UI polls /stats/requests (and so this tab) every 2 s while running
+
+
+def ping_rtt(environment: Any) -> dict[str, Any]:
+    """Ping round-trip percentiles from Locust's own stats entry (name ``ping``, type ``socket``)."""
+    stats = getattr(environment.runner, "stats", None)
+    entry = stats.entries.get((Step.PING, STEP_PHASES[Step.PING])) if stats is not None else None
+    count = entry.num_requests if entry is not None else 0
+    data: dict[str, Any] = {"count": count, "failures": entry.num_failures if entry is not None else 0}
+    for key, fraction in RTT_PERCENTILES:
+        data[f"{key}_ms"] = entry.get_response_time_percentile(fraction) if count else None
+    data["max_ms"] = entry.max_response_time if count else None
+    data["mean_ms"] = round(entry.avg_response_time, 2) if count else None
+    return data
+
+
+def build_view(environment: Any) -> dict[str, Any]:
+    """Everything the tab shows, as JSON-ready data (also served at ``/lp-harness/stats``)."""
+    from locust.runners import MasterRunner
+
+    from harness.user.lifecycle import merged_metrics
+
+    runner = environment.runner
+    metrics = merged_metrics(environment) if runner is not None else None
+    target_users = int(getattr(runner, "target_user_count", 0) or 0)
+    sockets = dict(metrics["sockets"]) if metrics else {}
+    sockets["target_users"] = target_users
+    return {
+        "state": getattr(runner, "state", "missing"),
+        "distributed": isinstance(runner, MasterRunner),
+        "workers": getattr(runner, "worker_count", 0) if isinstance(runner, MasterRunner) else 0,
+        "users": int(getattr(runner, "user_count", 0) or 0),
+        "target_users": target_users,
+        "phases": metrics["phases"] if metrics else {},
+        "sockets": sockets,
+        "pings": {**(metrics["pings"] if metrics else {}), "rtt": ping_rtt(environment)},
+        "loadgen": loadgen.merged(environment),
+        "refresh_s": REFRESH_S,
+    }
+
+
+# ---------------------------------------------------------------------------- table rows
+def _row(group: str, measure: str, value: Any, detail: str = "") -> dict[str, Any]:
+    return {"group": group, "measure": measure, "value": value, "detail": detail}
+
+
+def _pct(ratio: float) -> str:
+    return f"{ratio * 100:.2f}%"
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}" if value < 100 else f"{value:.0f}"
+
+
+def _num(value: float | None) -> float | str:
+    return "-" if value is None else round(value, 1)
+
+
+def _mb(value: int | None) -> str:
+    return "-" if not value else f"{value / (1024 * 1024):.0f} MB"
+
+
+def _categories(categories: dict[str, int]) -> str:
+    return ", ".join(f"{name} ×{count}" for name, count in categories.items()) or "none"
+
+
+def _process_detail(p: dict[str, Any]) -> str:
+    fds = "-" if p.get("fds") is None else f"{p['fds']:,}"
+    if p.get("fd_limit"):
+        fds += f" of {p['fd_limit']:,}"
+    parts = [
+        f"RSS {_mb(p.get('rss_bytes'))}",
+        f"open files {fds}",
+        f"loop lag {_ms(p.get('lag_ms'))} ms avg, {_ms(p.get('lag_max_ms'))} ms max",
+    ]
+    if p.get("host_cpu_percent") is not None and p.get("role") != "total":
+        parts.append(f"host CPU {p['host_cpu_percent']:.0f}%")
+    if p.get("pid"):
+        parts.append(f"pid {p['pid']}")
+    if p.get("stale"):
+        parts.append("STALE: no report for a while")
+    if p.get("saturated"):
+        parts.insert(0, "⚠ SATURATED")
+    return " · ".join(parts)
+
+
+def table_rows(view: dict[str, Any]) -> list[dict[str, Any]]:
+    """The rows of the tab's table: group, measure, value, detail (text; Locust renders them as-is)."""
+    rows: list[dict[str, Any]] = []
+    health = view["loadgen"]
+    if health["saturated"]:
+        rows.append(_row("load generator", "status", "⚠ SATURATED", health["warning"] or ""))
+    else:
+        rows.append(_row("load generator", "status", "OK", "; ".join(health["notes"]) or "not saturated"))
+    rows.append(
+        _row(
+            "run",
+            "state",
+            view["state"],
+            f"users {view['users']} of {view['target_users']} target"
+            + (f" · {view['workers']} workers" if view["distributed"] else ""),
+        )
+    )
+    for name in ("token", "socket"):
+        phase = view.get("phases", {}).get(name)
+        if phase is None:
+            continue
+        group = f"{name} phase"
+        rows.append(_row(group, "sessions", phase["sessions"], "sessions that started the phase"))
+        rows.append(_row(group, "failures", phase["failures"], _categories(phase["categories"])))
+        rows.append(_row(group, "fail ratio", _pct(phase["fail_ratio"]), "failures / sessions"))
+    s = view.get("sockets", {})
+    if "open" in s:
+        target = s.get("target_users") or 0
+        share = f" ({s['open'] / target:.0%})" if target else ""
+        rows.append(_row("sockets", "open", s["open"], f"of {target} target users{share}"))
+        rows.append(_row("sockets", "target users", target, "one socket per user while it holds"))
+        rows.append(_row("sockets", "peak open", s["peak_open"], "highest open count seen"))
+        rows.append(_row("sockets", "opened", s["opened"], "handshakes that succeeded"))
+        rows.append(_row("sockets", "drops", s["drops"], "closed without a close frame"))
+        rows.append(_row("sockets", "drops per hour", round(s["drops_per_hour"], 2), "since the stats were reset"))
+        closes = s.get("server_closes") or {}
+        rows.append(_row("sockets", "server closes", sum(closes.values()), _categories(closes)))
+    p = view.get("pings", {})
+    if "sent" in p:
+        rows.append(_row("pings", "sent", p["sent"], "keepalive ping frames"))
+        rows.append(_row("pings", "answered", p["answered"], "pongs received in time"))
+        rows.append(_row("pings", "pong timeouts", p["timeouts"], "sessions failed for a missing pong"))
+    rtt = p.get("rtt") or {}
+    rows.append(_row("ping RTT (ms)", "count", rtt.get("count", 0), "from Locust's 'ping' entry (type socket)"))
+    for key, _ in RTT_PERCENTILES:
+        rows.append(_row("ping RTT (ms)", key, _num(rtt.get(f"{key}_ms")), ""))
+    rows.append(_row("ping RTT (ms)", "max", _num(rtt.get("max_ms")), f"mean {_ms(rtt.get('mean_ms'))}"))
+    for proc in health["processes"]:
+        label = proc["id"] if proc["role"] != "local" else "this process"
+        rows.append(_row("load generator", label, f"CPU {proc['cpu_percent']:.0f}%", _process_detail(proc)))
+    if len(health["processes"]) > 1:
+        tot = health["total"]
+        rows.append(_row("load generator", tot["id"], f"CPU {tot['cpu_percent']:.0f}%", _process_detail(tot)))
+    for number, row in enumerate(rows):  # Locust's table sorts by "name" until a header is clicked
+        row["name"] = f"{number:03d}"
+    return rows
