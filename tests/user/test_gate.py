@@ -9,6 +9,8 @@ import subprocess
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+import pytest
+
 from harness.reports import compare, exitcodes
 from tests.user.runs import LOCUST, ROOT, run_locust
 
@@ -40,7 +42,20 @@ def test_bad_threshold_is_a_configuration_error(tmp_path: Path) -> None:
     assert run.returncode == exitcodes.ERROR and "threshold" in run.output and "Traceback" not in run.output
 
 
-def test_sigterm_mid_run_still_writes_reports(tmp_path: Path) -> None:
+def test_abort_on_fail_stops_the_run_early(tmp_path: Path) -> None:
+    run = run_locust(
+        ["-u", "4", "-r", "4", "-t", "60s", "--lp-hold", "0.2",
+         "--lp-threshold", "connect:p50<0.001;abortOnFail;delayAbortEval=1s"],
+        tmp_path,
+    )
+    summary = run.summary
+    assert run.returncode == exitcodes.THRESHOLDS_FAILED, run.output[-2000:]
+    assert summary["run"]["end_reason"] == "threshold abort"
+    assert summary["run"]["duration_s"] < 30 and summary["thresholds"]["passed"] is False
+
+
+@pytest.mark.parametrize(("signum", "reason"), [(signal.SIGTERM, "sigterm"), (signal.SIGINT, "sigint")])
+def test_a_signal_mid_run_still_writes_reports(tmp_path: Path, signum: int, reason: str) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LP_", "LOCUST_"))}
     env.update({"PYTHONUNBUFFERED": "1", "LP_REPORTS_DIR": str(tmp_path)})
     proc = subprocess.Popen(
@@ -52,15 +67,15 @@ def test_sigterm_mid_run_still_writes_reports(tmp_path: Path) -> None:
         for line in proc.stdout:  # the event we wait for: all users are running
             if "All users spawned" in line:
                 break
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(signum)
         output, _ = proc.communicate(timeout=30)
     finally:
         if proc.poll() is None:
             proc.kill()
     folder = next(p for p in tmp_path.iterdir() if p.is_dir())
     summary = json.loads((folder / "summary.json").read_text())
-    assert summary["run"]["end_reason"] == "sigterm", output[-2000:]
-    assert (folder / "report.html").read_text().count("sigterm") >= 1
+    assert summary["run"]["end_reason"] == reason, output[-2000:]
+    assert (folder / "report.html").read_text().count(reason) >= 1
     assert (folder / "locust_report.html").is_file()
     assert summary["sockets"]["open"] == 0  # users closed their sockets before the emulator went away
 
