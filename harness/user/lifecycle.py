@@ -156,6 +156,11 @@ def _on_init(environment: Environment, **_: Any) -> None:
     events.test_stopping.add_listener(_on_test_stopping)
     events.test_stop.add_listener(_on_test_stop)
     events.quitting.add_listener(_on_quitting)
+    if not isinstance(environment.runner, WorkerRunner):
+        # "quit" fires after Locust printed its own tables: our summary is the last thing a run shows.
+        from harness.user.reporting import print_summary
+
+        events.quit.add_listener(lambda **_: print_summary(environment))
     events.reset_stats.add_listener(state.metrics.reset)
     events.report_to_master.add_listener(
         lambda client_id, data: data.__setitem__("lp_metrics", state.metrics.to_dict())
@@ -208,7 +213,7 @@ def _on_test_stop(environment: Environment, **_: Any) -> None:
 def _on_quitting(environment: Environment, **_: Any) -> None:
     try:
         if not isinstance(environment.runner, WorkerRunner):
-            from harness.user.reporting import print_summary, write_reports
+            from harness.user.reporting import write_reports
 
             state = state_of(environment)
             state.ended_at = state.ended_at or time.time()
@@ -220,6 +225,5 @@ def _on_quitting(environment: Environment, **_: Any) -> None:
             if runner is not None and runner.state in ("spawning", "running"):
                 runner.stop()  # users close their conversations and sockets before the target goes away
             write_reports(environment, final=True)
-            print_summary(environment)
     finally:
         stop_emulator(environment)
