@@ -130,3 +130,15 @@ def test_processes_two_sums_worker_metrics_on_the_master(emulator, tmp_path: Pat
     assert socket["sessions"] == ledger["endpoints"]["connect"]["received"]
     assert summary["steps"]["connect"]["count"] == ledger["endpoints"]["connect"]["received"]
     assert summary["sockets"]["opened"] == ledger["sockets"]["accepted"]
+
+
+def test_tls_verified_by_default_and_opt_out(emulator, tmp_path: Path) -> None:
+    emu = emulator("--tls")
+    assert emu.url.startswith("https://")
+    strict = run_locust(SHORT, tmp_path / "strict", target=emu.url)
+    token = strict.summary["phases"]["token"]
+    assert token["failures"] == token["sessions"] > 0 and set(token["categories"]) == {"tls"}, token
+    insecure = run_locust([*SHORT, "--lp-insecure"], tmp_path / "insecure", target=emu.url)
+    assert insecure.returncode == 0, insecure.output[-2000:]
+    assert insecure.summary["steps"]["close-conversation"]["count"] > 0
+    assert insecure.summary["run"]["settings"]["socket_url"].startswith("wss://")
