@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from harness.protocol import tokens
 from harness.protocol.tokens import (
+    Signer,
     SigningKey,
     TokenBadSignature,
     TokenError,
@@ -28,6 +29,22 @@ from harness.protocol.tokens import (
 
 ANON_KID = "00002"  # the anonymous-identity key; LP tokens carry kid 00001 as in the docs' examples
 ANON_FLAG = "lp_anon"  # our marker inside "lp.ext": this LP token stands for an unauthenticated identity
+
+
+class IssuingVerifier(TokenVerifier):
+    """A :class:`TokenVerifier` that also knows the tokens this IDP issued with the same key.
+
+    A token's text that this process signed itself needs no signature check: its claims are
+    put in the verified-token cache when it is issued, and :meth:`TokenVerifier.verify` then
+    checks audience and expiry exactly as for any cache hit (bounded the same way). Tokens
+    from elsewhere (another ``--processes`` worker, a brand) are verified in full as before.
+    """
+
+    def remember(self, token: str, claims: dict[str, Any]) -> None:
+        cache = self._cache
+        cache[token] = claims
+        if len(cache) > self.cache_size:
+            cache.popitem(last=False)
 
 
 class IdpError(Exception):
@@ -88,10 +105,12 @@ class Idp:
         self.anon_lifetime_s = anon_lifetime_s
         self.lp_lifetime_s = lp_lifetime_s
         self.account = account
-        self._anon = TokenVerifier([anon_key.public_key])
+        self._anon = IssuingVerifier([anon_key.public_key])
         self._anon_refresh = TokenVerifier([anon_key.public_key], leeway_s=anon_refresh_window_s)
         self._external = TokenVerifier(list(trusted_keys))
-        self._lp = TokenVerifier([lp_key.public_key])
+        self._lp = IssuingVerifier([lp_key.public_key])
+        self._anon_signer = Signer(anon_key)
+        self._lp_signer = Signer(lp_key)
 
     # ------------------------------------------------------------------ checks
     def check_account(self, account: str) -> None:
@@ -127,7 +146,9 @@ class Idp:
                 raise IdpError(401, "refresh_expired", f"identity can no longer be extended ({exc.detail})") from None
             except TokenError as exc:
                 raise token_error(exc) from None
-        token = tokens.sign(tokens.anonymous_claims(account, now, self.anon_lifetime_s, sub), self.anon_key)
+        claims = tokens.anonymous_claims(account, now, self.anon_lifetime_s, sub)
+        token = self._anon_signer.sign(claims)
+        self._anon.remember(token, claims)
         return {"jwt": token, "token": token}
 
     def signup(self, account: str, now: float | None = None) -> dict[str, str]:
@@ -165,7 +186,9 @@ class Idp:
         claims = tokens.lp_claims(account, external, now, self.lp_lifetime_s)
         if anonymous:
             claims["lp.ext"][ANON_FLAG] = True
-        return tokens.sign(claims, self.lp_key)
+        token = self._lp_signer.sign(claims)
+        self._lp.remember(token, claims)
+        return token
 
     # ------------------------------------------------------------------ the socket's credential
     def verify_lp_token(self, token: str, account: str, now: float | None = None) -> Identity:

@@ -14,6 +14,7 @@ import ssl
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
@@ -47,7 +48,39 @@ class RunningEmulator:
             closes = [s.ws.close(code=CloseCode.GOING_AWAY, message=b"emulator stopping") for s in socks]
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(asyncio.gather(*closes, return_exceptions=True), grace_s)
+        for lane in list(emulator.lanes):
+            lane.close()
         await self.runner.cleanup()
+
+
+class FastLaneSite(web.SockSite):
+    """``web.SockSite`` whose connections are read first by :class:`~harness.emulator.fastlane.FastLane`."""
+
+    __slots__ = ("_emulator",)
+
+    def __init__(self, runner: web.AppRunner, sock: socket.socket, emulator: Emulator, **kwargs: Any) -> None:
+        super().__init__(runner, sock, **kwargs)
+        self._emulator = emulator
+
+    async def start(self) -> None:
+        await web.BaseSite.start(self)  # registers the site with the runner (stopped by cleanup)
+        from harness.emulator.fastlane import FastLane
+
+        server = self._runner.server
+        assert server is not None
+        emulator, lanes = self._emulator, self._emulator.lanes
+        self._server = await asyncio.get_running_loop().create_server(
+            lambda: FastLane(emulator, server, lanes), sock=self._sock, backlog=self._backlog
+        )
+
+
+def use_fast_lane(config: EmulatorConfig) -> bool:
+    """The fast lane serves plain HTTP only, and only where this aiohttp has what it needs."""
+    if config.tls:
+        return False
+    from harness.emulator import fastlane
+
+    return fastlane.available()
 
 
 async def start(
@@ -73,7 +106,10 @@ async def start(
             cert, key = make_self_signed(config.host, config.tls_dir)
         ssl_context = server_context(cert, key)
         emulator.tls_cert = str(cert)
-    site = web.SockSite(runner, sock, ssl_context=ssl_context, backlog=config.backlog)
+    if ssl_context is None and use_fast_lane(config):
+        site: web.SockSite = FastLaneSite(runner, sock, emulator, backlog=config.backlog)
+    else:
+        site = web.SockSite(runner, sock, ssl_context=ssl_context, backlog=config.backlog)
     await site.start()
     port = sock.getsockname()[1]
     url = url_for(config.host, port, config.tls)

@@ -24,6 +24,7 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from harness.emulator import fastlane
 from harness.emulator.config import EmulatorConfig
 from harness.emulator.faults import ConfigError, FaultPlan, FaultSpec
 from harness.emulator.idp import Identity, Idp, IdpError, token_error
@@ -120,6 +121,7 @@ class Emulator:
         self.plan: FaultPlan = config.plan
         self.public_plan: FaultPlan = config.plan  # what GET /admin/faults shows (workers reseed self.plan)
         self.sockets: set[Sock] = set()
+        self.lanes: set[fastlane.FastLane] = set()  # open fast-lane connections (closed at stop)
         self.public_host = config.host  # host:port as CSDS answers it; set once bound
         self.url = ""
         self.tls_cert: str | None = None
@@ -195,13 +197,7 @@ class Emulator:
 
     @staticmethod
     async def _read_json(request: web.Request) -> Any:
-        raw = await request.read()
-        if not raw.strip():
-            return None
-        try:
-            return json.loads(raw)
-        except (ValueError, RecursionError):
-            raise IdpError(400, "invalid_json", "the body is not valid JSON") from None
+        return _decode_body(await request.read())
 
     async def _http_fault(
         self,
@@ -339,15 +335,28 @@ class Emulator:
         await ws.prepare(request)
         stats.ok += 1
         stats.timing(perf() - t0, injected)
+        await self._run_socket(ws, request.transport, account, identity, close_after_accept)
+        return ws
+
+    async def _run_socket(
+        self,
+        ws: Any,
+        transport: asyncio.BaseTransport | None,
+        account: str,
+        identity: Identity | None,
+        close_after_accept: int | None = None,
+    ) -> None:
+        """The life of one accepted consumer socket (aiohttp's WebSocketResponse or a fast-lane one)."""
+        ledger = self.ledger
         ledger.socket_opened()
         loop = asyncio.get_running_loop()
         session = Session(self.registry, account)
-        sock = Sock(ws, session, request.transport, loop.time())
+        sock = Sock(ws, session, transport, loop.time())
         self.sockets.add(sock)
         try:
             if close_after_accept is not None:
                 await self._server_close(sock, close_after_accept)
-                return ws
+                return
             if identity is not None:
                 self._authenticated(sock, identity)
             else:
@@ -361,7 +370,57 @@ class Emulator:
             raise
         finally:
             self._socket_done(sock)
-        return ws
+
+    # ------------------------------------------------------------------ fast lane (fastlane.py)
+    def fast_idp(self, transport: asyncio.Transport, target: str, account: str, raw: bytes) -> None:
+        """``_http`` for an IDP request the fast lane read (no latency/fault configured for it)."""
+        t0 = perf()
+        stats = self.ledger.target(target)
+        stats.received += 1
+        try:
+            body = _decode_body(raw)
+            if target == "anonymous-authorize":
+                answer = self.idp.anonymous_authorize(account, body)
+            else:
+                answer = self.idp.authenticate(account, body)
+        except IdpError as exc:
+            stats.error(exc.status)
+            status, payload = exc.status, exc.body()
+        except Exception:  # never a stack trace to the client
+            log.exception("internal error on %s", target)
+            stats.error(500)
+            status = 500
+            payload = {"code": 500, "error": "internal_error", "message": "the emulator failed; see its log"}
+        else:
+            stats.ok += 1
+            status, payload = 200, answer
+        transport.write(fastlane.json_answer(status, _dumps(payload).encode()))
+        stats.timing(perf() - t0, 0.0)
+
+    def fast_identity(self, auth: bytes, account: str) -> Identity | None:
+        """The identity of a handshake's ``Authorization`` header, or None (aiohttp then refuses it)."""
+        try:
+            self.idp.check_account(account)
+        except IdpError:
+            return None
+        scheme, _, token = auth.decode("utf-8", "surrogateescape").strip().partition(" ")
+        token = token.strip()
+        if scheme.lower() != "jwt" or not token:
+            return None
+        try:
+            return self.idp.verify_lp_token(token, account)
+        except TokenError:
+            return None
+
+    async def fast_socket(
+        self, ws: Any, transport: asyncio.BaseTransport | None, account: str, identity: Identity, t0: float
+    ) -> None:
+        """``consumer_socket`` after the fast lane accepted the handshake (101 already written)."""
+        stats = self.ledger.target("connect")
+        stats.received += 1
+        stats.ok += 1
+        stats.timing(perf() - t0, 0.0)
+        await self._run_socket(ws, transport, account, identity)
 
     def _reject(
         self, stats: TargetStats, status: int, error: str, message: str, headers: dict[str, str] | None = None
@@ -736,6 +795,16 @@ class Emulator:
             self._log_emfile("accept() failed", exc.errno)
             return
         loop.default_exception_handler(context)
+
+
+def _decode_body(raw: bytes) -> Any:
+    """An IDP request body: None when empty, else JSON (IdpError 400 when it is not)."""
+    if not raw.strip():
+        return None
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError):
+        raise IdpError(400, "invalid_json", "the body is not valid JSON") from None
 
 
 def _retry_after(fault: FaultSpec) -> dict[str, str] | None:

@@ -101,3 +101,13 @@ def test_base_url_rejects(bad: str) -> None:
 def test_socket_url_maps_scheme() -> None:
     assert paths.socket_url("http://127.0.0.1:9", "42") == "ws://127.0.0.1:9/ws_api/account/42/messaging/consumer?v=3"
     assert paths.socket_url("msg.example", "42").startswith("wss://msg.example/ws_api/")
+
+
+def test_signer_is_byte_for_byte_pyjwt(idp_key: t.SigningKey) -> None:
+    import jwt
+
+    now = time.time()
+    external = t.external_claims("qa57221676", "+972-3-5555-555", now, 60, "Éitan ✓")
+    for claims in (t.anonymous_claims("123", now, 60), t.lp_claims("123", external, now, 60), external):
+        expected = jwt.encode(claims, idp_key.private_key, algorithm="RS256", headers={"kid": idp_key.kid})
+        assert t.sign(claims, idp_key) == expected
