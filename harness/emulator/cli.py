@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import resource
 import signal
 import socket
@@ -293,3 +294,29 @@ def main(argv: list[str] | None = None) -> int:
 def install_stop_signals(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+
+
+LIFELINE_ENV = "LP_EMULATOR_LIFELINE"
+
+
+def lifeline_fd() -> int | None:
+    """Standard input, when the process that started us holds its other end (EmulatorProcess does).
+
+    Its end of file means that process is gone -- even by SIGKILL -- and an embedded emulator must
+    not outlive the load test that started it.
+    """
+    return sys.stdin.fileno() if os.environ.get(LIFELINE_ENV) == "1" and sys.stdin is not None else None
+
+
+def watch_lifeline(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
+    fd = lifeline_fd()
+    if fd is None:
+        return
+
+    def readable() -> None:
+        if not os.read(fd, 4096):
+            log.warning("the process that started this emulator is gone: stopping")
+            loop.remove_reader(fd)
+            stop.set()
+
+    loop.add_reader(fd, readable)

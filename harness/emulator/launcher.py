@@ -68,9 +68,10 @@ class EmulatorProcess:
             raise EmulatorError("emulator already started")
         env = dict(os.environ if self._env is None else self._env)
         env.setdefault("PYTHONUNBUFFERED", "1")
+        env["LP_EMULATOR_LIFELINE"] = "1"
         self._proc = subprocess.Popen(
             self.command,
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.PIPE,  # the lifeline: its EOF (we are gone, even by SIGKILL) stops the emulator
             stdout=subprocess.PIPE,
             stderr=self._stderr,
             env=env,

@@ -18,7 +18,7 @@ from typing import Any
 
 from aiohttp import web
 
-from harness.emulator.cli import install_stop_signals, listen_socket, url_for
+from harness.emulator.cli import install_stop_signals, listen_socket, url_for, watch_lifeline
 from harness.emulator.config import EmulatorConfig
 from harness.emulator.server import Emulator
 from harness.protocol.messages import CloseCode
@@ -143,6 +143,7 @@ async def serve(
     )
     stop = asyncio.Event()
     install_stop_signals(asyncio.get_running_loop(), stop)
+    watch_lifeline(asyncio.get_running_loop(), stop)
     await stop.wait()
     log.info("stopping: %d sockets open", len(running.emulator.sockets))
     await running.stop()

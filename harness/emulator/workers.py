@@ -13,6 +13,7 @@ import asyncio
 import logging
 import multiprocessing
 import os
+import select
 import signal
 import sys
 import time
@@ -90,7 +91,7 @@ async def _worker_main(config: EmulatorConfig, index: int, lp_pem: bytes, anon_p
 
 def run_workers(config: EmulatorConfig) -> int:
     """The parent: keys, port, workers, the URL line, then wait for SIGTERM/SIGINT."""
-    from harness.emulator.cli import listen_socket, url_for
+    from harness.emulator.cli import lifeline_fd, listen_socket, url_for
     from harness.emulator.idp import ANON_KID
     from harness.protocol import tokens
 
@@ -144,8 +145,13 @@ def run_workers(config: EmulatorConfig) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    lifeline = lifeline_fd()
     while not stopping["flag"] and all(w.is_alive() for w in workers):
-        time.sleep(0.2)  # the signal handler sets the flag
+        if lifeline is None:
+            time.sleep(0.2)  # the signal handler sets the flag
+        elif select.select([lifeline], [], [], 0.2)[0] and not os.read(lifeline, 4096):
+            log.warning("the process that started this emulator is gone: stopping")
+            break
     _stop_all(workers)
     return 0
 

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 import resource
 import shutil
 import socket
 import ssl
 import subprocess
+import sys
+import textwrap
 import time
 
 import pytest
@@ -168,3 +171,34 @@ def test_processes_share_one_port_and_one_ledger(emulator) -> None:
     emu.reset_ledger()
     assert emu.ledger()["endpoints"] == {}
     assert emu.stop() == 0
+
+
+def test_emulator_stops_when_its_launcher_dies_even_by_sigkill(tmp_path) -> None:
+    """An embedded emulator must not outlive the load test that started it (the stdin lifeline)."""
+    script = textwrap.dedent(
+        """
+        import sys, time
+        from harness.emulator.launcher import EmulatorProcess
+        emu = EmulatorProcess(sys.argv[1:]).start()
+        print(emu.pid, flush=True)
+        time.sleep(120)
+        """
+    )
+    for extra in ([], ["--processes", "2"]):
+        launcher = subprocess.Popen([sys.executable, "-c", script, *extra], stdout=subprocess.PIPE, text=True)
+        try:
+            emulator_pid = int(launcher.stdout.readline())
+            launcher.kill()  # SIGKILL: no cleanup code runs in the launcher
+            launcher.wait(10)
+            deadline = time.monotonic() + 15
+            while time.monotonic() < deadline:
+                try:
+                    os.kill(emulator_pid, 0)
+                except ProcessLookupError:
+                    break
+                time.sleep(0.1)  # polling a PID's existence: there is no event to await
+            else:
+                raise AssertionError(f"emulator {emulator_pid} still running after its launcher died")
+        finally:
+            if launcher.poll() is None:
+                launcher.kill()
