@@ -2,7 +2,11 @@
 
 HttpUser (requests) for the token calls, a blocking websocket-client socket per user, pings
 sent from the user's own loop, one greenlet per user and nothing shared. Only used by
-bench/client_capacity.py; not part of the product.
+bench/locust_capacity.py; not part of the product.
+
+Run it with ``--stop-timeout``: websocket-client's ``close()`` swallows every exception while it
+waits for the close echo (a bare ``except``), GreenletExit included, so a user that Locust kills
+at that moment carries on with its next session and the run never ends.
 """
 
 from __future__ import annotations

@@ -20,6 +20,7 @@ from locust.contrib.fasthttp import FastHttpSession
 
 from harness.client.errors import ClientError, categorize
 from harness.client.idp import IdentitySource, IdpClient
+from harness.client.resolver import install_numeric_fast_path
 from harness.client.socket import ConsumerSocket
 from harness.protocol.messages import MessageType, close_conversation_body, conversation_id_of
 from harness.user import lifecycle
@@ -36,6 +37,7 @@ class ConsumerUser(User):
 
     def __init__(self, environment) -> None:
         super().__init__(environment)
+        install_numeric_fast_path()  # an IP-literal IDP host: no thread-pool hop per connection
         self.settings = lifecycle.settings_of(environment)
         self.metrics = lifecycle.metrics_of(environment)
         self.steps = StepReporter(environment.events.request)
