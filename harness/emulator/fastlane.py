@@ -11,7 +11,7 @@ and serves, itself, only the exact common shapes:
 - the consumer WebSocket upgrade with a valid ``Authorization: jwt`` token.
 
 and only while no latency or fault is configured for that target. Anything else -- another
-path or method, HTTP/1.0, chunked bodies, ``Expect``, ``Connection: close``, duplicated
+path or method, HTTP/1.0, chunked bodies, ``Expect``, duplicated
 headers, a refused handshake, an unknown account, any injected latency or fault -- is handed,
 bytes and all, to aiohttp's own request handler for the rest of the connection, so every
 error and fault is produced by the same code as before. The answers are byte-for-byte what
@@ -36,6 +36,7 @@ import hashlib
 import logging
 import os
 import re
+import socket
 from collections.abc import Callable
 from http import HTTPStatus
 from time import perf_counter
@@ -107,9 +108,16 @@ def _head(status: int, extra: bytes) -> bytes:
     )
 
 
-def json_answer(status: int, payload: bytes) -> bytes:
-    """What ``web.Response(body=payload, status=status, headers=JSON_HEADERS)`` puts on the wire."""
-    return _head(status, b"Content-Type: application/json\r\nContent-Length: %d\r\n" % len(payload)) + payload
+def json_answer(status: int, payload: bytes, close: bool = False) -> bytes:
+    """What ``web.Response(body=payload, status=status, headers=JSON_HEADERS)`` puts on the wire.
+
+    ``close``: the request said ``Connection: close``; aiohttp then adds ``Connection: close``
+    and closes the connection after the answer (the server's close: TIME_WAIT stays here).
+    """
+    extra = b"Content-Type: application/json\r\nContent-Length: %d\r\n" % len(payload)
+    if close:
+        extra += b"Connection: close\r\n"
+    return _head(status, extra) + payload
 
 
 class FastLane(BaseProtocol):
@@ -233,7 +241,6 @@ class FastLane(BaseProtocol):
                 length = headers.get(b"content-length", b"0")
                 if (
                     m is None
-                    or b"close" in connection
                     or b"upgrade" in headers
                     or not length.isdigit()
                     or int(length) > MAX_BODY
@@ -251,7 +258,12 @@ class FastLane(BaseProtocol):
                 body = bytes(buf[end + 4 : total])
                 del buf[:total]
                 self.last_used = self._loop.time()
-                self.emulator.fast_idp(self.transport, what, account, body)
+                close = b"close" in connection
+                self.emulator.fast_idp(self.transport, what, account, body, close)
+                if close:  # as aiohttp: answer, then close (what follows on this connection is ignored)
+                    _send_fin_now(self.transport)
+                    self.transport.close()
+                    return
             elif method == b"GET" and b"upgrade" in connection:
                 m = _WS_PATH.fullmatch(path)
                 if m is None or b"content-length" in headers:
@@ -319,6 +331,26 @@ class FastLane(BaseProtocol):
         finally:
             if self.transport is not None:
                 self.transport.close()
+
+
+def _send_fin_now(transport: asyncio.Transport | None) -> None:
+    """Send our FIN right behind the answer, as a server that closes after a response does.
+
+    ``transport.close()`` closes the socket later in the loop's iteration (uvloop and asyncio
+    alike); a client that reads the answer and closes within that gap closes at the same time
+    as we do, and both ends keep the connection in TIME_WAIT. uvloop's transport socket has no
+    ``shutdown()``, so this shuts down a duplicate of its descriptor (the same connection).
+    """
+    if transport is None or transport.get_write_buffer_size():
+        return  # not all written yet: close() sends the FIN once it is
+    sock = transport.get_extra_info("socket")
+    if sock is None:
+        return
+    try:
+        with socket.socket(sock.family, sock.type, fileno=os.dup(sock.fileno())) as dup:
+            dup.shutdown(socket.SHUT_WR)
+    except OSError:
+        pass
 
 
 def _account(raw: bytes) -> str | None:

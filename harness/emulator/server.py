@@ -372,7 +372,7 @@ class Emulator:
             self._socket_done(sock)
 
     # ------------------------------------------------------------------ fast lane (fastlane.py)
-    def fast_idp(self, transport: asyncio.Transport, target: str, account: str, raw: bytes) -> None:
+    def fast_idp(self, transport: asyncio.Transport, target: str, account: str, raw: bytes, close: bool = False) -> None:
         """``_http`` for an IDP request the fast lane read (no latency/fault configured for it)."""
         t0 = perf()
         stats = self.ledger.target(target)
@@ -394,7 +394,7 @@ class Emulator:
         else:
             stats.ok += 1
             status, payload = 200, answer
-        transport.write(fastlane.json_answer(status, _dumps(payload).encode()))
+        transport.write(fastlane.json_answer(status, _dumps(payload).encode(), close))
         stats.timing(perf() - t0, 0.0)
 
     def fast_identity(self, auth: bytes, account: str) -> Identity | None:

@@ -20,6 +20,7 @@ from locust.contrib.fasthttp import FastHttpSession
 
 from harness.client.errors import ClientError, categorize
 from harness.client.idp import IdentitySource, IdpClient
+from harness.client.keepalive import install_keepalive_check
 from harness.client.resolver import install_numeric_fast_path
 from harness.client.socket import ConsumerSocket
 from harness.protocol.messages import MessageType, close_conversation_body, conversation_id_of
@@ -30,6 +31,7 @@ log = logging.getLogger(__name__)
 CLEANUP_TIMEOUT_S = 5.0
 MAX_RETRY_AFTER_S = 60.0
 _user_numbers = itertools.count(1)
+install_keepalive_check()  # the token phase reuses its connection past 1,024 open sockets
 
 
 class ConsumerUser(User):
