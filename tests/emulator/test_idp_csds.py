@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import socket
 import time
 
 import jwt
@@ -195,3 +197,21 @@ def test_csds_errors(emu) -> None:
     r = requests.get(emu.url + f"/api/account/{ACCOUNT}/service/idp/baseURI.json", timeout=5)
     assert r.status_code == 400
     assert emu.ledger()["endpoints"]["csds"]["errors"] == {"404": 1, "400": 1}
+
+
+def test_connection_close_is_answered_then_closed_by_the_server(emu) -> None:
+    """``Connection: close`` (the client's last token call): the answer says so and the server closes first."""
+    body = b'{"authCode": "%s"}' % anonymous_token(emu.url).encode()
+    host, port = emu.url.rsplit("//", 1)[1].split(":")
+    with socket.create_connection((host, int(port)), timeout=5) as sock:
+        sock.sendall(
+            b"POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nConnection: close\r\n"
+            b"Content-Length: %d\r\n\r\n%s" % (paths.authenticate_path(ACCOUNT).encode(), len(body), body)
+        )
+        received = b""
+        while chunk := sock.recv(65536):  # ends only when the server closes: recv returns b""
+            received += chunk
+    head, _, payload = received.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200"), head
+    assert b"connection: close" in head.lower()
+    assert _claims(json.loads(payload)["jwt"])["aud"] == f"acc:{ACCOUNT}"
