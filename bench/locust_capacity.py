@@ -348,12 +348,20 @@ def run_hold(args: argparse.Namespace, work: Path, tag: str, users: int, ping: f
         if summ is not None:
             result["summary"] = {"sockets": summ["sockets"], "pings": summ["pings"],
                                  "phases": {k: {"sessions": v["sessions"], "failures": v["failures"],
-                                                "categories": v["categories"]} for k, v in summ["phases"].items()}}
+                                                "categories": v["categories"]} for k, v in summ["phases"].items()},
+                                 "steps_ms": step_latencies(summ)}
         return result
     finally:
         if locust is not None:
             locust.stop()
         emu.stop()
+
+
+def step_latencies(summ: dict[str, Any]) -> dict[str, Any]:
+    """p50/p95/failures of the steps a ramp loads most: a saturated client shows here first."""
+    keep = ("connect", "request-conversation", "time-to-conversation", "ping")
+    return {name: {k: st.get(k) for k in ("count", "failures", "p50_ms", "p95_ms", "p99_ms")}
+            for name, st in summ.get("steps", {}).items() if name in keep}
 
 
 def run_churn(args: argparse.Namespace, work: Path, tag: str, naive: bool) -> dict[str, Any]:
@@ -426,7 +434,9 @@ AGG = {
     "hold": ["ramp.sessions_per_s", "ramp.locust_cpu_pct", "ramp.emulator_cpu_pct", "ramp.client_cpu_ms_per_session",
              "ramp.sessions_per_client_core_s", "hold.sockets_open_min",
              "hold.locust_cpu_pct", "hold.emulator_cpu_pct", "hold.locust_rss_mb", "hold.rss_per_session_kb",
-             "hold.pongs_per_s", "summary.sockets.peak_open", "stop.seconds"],
+             "hold.pongs_per_s", "summary.sockets.peak_open", "stop.seconds",
+             "summary.phases.socket.failures", "summary.steps_ms.request-conversation.p50_ms",
+             "summary.steps_ms.request-conversation.p95_ms", "summary.steps_ms.connect.p50_ms"],
     "churn": ["window.sessions_per_s", "window.sessions_per_client_core_s", "window.locust_cpu_pct",
               "window.emulator_cpu_pct", "window.client_cpu_ms_per_session", "window.emulator_cpu_ms_per_session",
               "summary.sessions_per_s"],
@@ -600,7 +610,9 @@ def brief(name: str, res: dict[str, Any]) -> str:
     return (f"ramp {r['sessions_per_s']}/s (locust {r['locust_cpu_pct']}% emu {r['emulator_cpu_pct']}%); "
             f"held {h['sockets_open_min']} locust {h['locust_cpu_pct']}% emu {h['emulator_cpu_pct']}% "
             f"rss {h['locust_rss_mb']} MB ({h['rss_per_session_kb']} KB/session); "
-            f"peak {dig(res, 'summary.sockets.peak_open')}; stop {dig(res, 'stop.seconds')} s")
+            f"peak {dig(res, 'summary.sockets.peak_open')}; stop {dig(res, 'stop.seconds')} s; "
+            f"socket-phase failures {dig(res, 'summary.phases.socket.failures')}, request-conversation p50/p95 "
+            f"{dig(res, 'summary.steps_ms.request-conversation.p50_ms')}/{dig(res, 'summary.steps_ms.request-conversation.p95_ms')} ms")
 
 
 if __name__ == "__main__":

@@ -556,6 +556,23 @@ class ConsumerSocket:
             raise ErrorResponse(response.code, response)
         return response
 
+    def pending_response(self, type_: str, timeout: float) -> Response | None:
+        """The 2xx response to a ``type_`` request still in flight after its caller was interrupted.
+
+        A user that Locust stops while the server is opening its conversation learns the id this
+        way and can close it, instead of leaving it open on the service. None when no such
+        request is pending, or it fails or gets no answer within ``timeout``.
+        """
+        for entry in list(self._corr.pending.values()):
+            if entry.type == type_ and entry.waiter is not None:
+                try:
+                    response: Response = entry.waiter.get(timeout=timeout)
+                except (gevent.Timeout, ClientError):
+                    self._corr.cancel(entry.req_id)
+                    return None
+                return response if response.ok else None
+        return None
+
     def send(self, type_: str, body: Any = None) -> str:
         """Send a request without waiting (its response, if any, is dropped); returns its id."""
         if not self.open:

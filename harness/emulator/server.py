@@ -586,7 +586,12 @@ class Emulator:
         if self.plan.has_any(target):
             delay, fault = self.plan.decide(target)
             if fault is not None and fault.kind == "slow":
-                delay += fault.get("seconds")
+                # Processed now (a conversation is opened), answered that much later: only the
+                # answer is slow, so a client that gives up meanwhile leaves the state behind.
+                stats.fault("slow")
+                reply = self._answer(sock, target, req, text, detail)
+                self._spawn(sock, self._reply_later(sock, stats, reply, t0, delay + fault.get("seconds")))
+                return
             if delay > 0:
                 self._spawn(sock, self._frame_later(sock, t0, stats, target, req, text, detail, delay, fault))
                 return
@@ -615,6 +620,11 @@ class Emulator:
             await self._frame_fault(sock, t0, stats, target, req, text, detail, delay, fault)
             return
         await self._send_reply(sock, stats, self._answer(sock, target, req, text, detail), t0, delay)
+
+    async def _reply_later(self, sock: Sock, stats: TargetStats, reply: Reply, t0: float, delay: float) -> None:
+        await asyncio.sleep(delay)
+        if sock.closed_by is None and not sock.ws.closed:
+            await self._send_reply(sock, stats, reply, t0, delay)
 
     def _answer(self, sock: Sock, target: str, req: Request | None, text: str | bytes, detail: str) -> Reply:
         if req is None:
@@ -679,9 +689,7 @@ class Emulator:
         stats.fault(kind)
         ws = sock.ws
         req_id = req.id if req is not None else best_effort_id(text)
-        if kind == "slow":
-            await self._send_reply(sock, stats, self._answer(sock, target, req, text, detail), t0, injected)
-        elif kind == "code":
+        if kind == "code":
             code = fault.get("code")
             await self._send_reply(
                 sock, stats, error_reply(req_id, code, fault.get("message") or f"injected {code}"), t0, injected

@@ -52,6 +52,8 @@ def terminal_table(summary: dict[str, Any]) -> str:
     phase_rows = [("phase", "sessions", "failed", "ratio", "top categories")]
     for name, p in summary["phases"].items():
         top = ", ".join(f"{k} x{v}" for k, v in list(p["categories"].items())[:3]) or "-"
+        if p.get("interrupted"):
+            top += f" (+{p['interrupted']} interrupted by the stop)"
         phase_rows.append((name, str(p["sessions"]), str(p["failures"]), f"{p['fail_ratio']:.2%}", top))
     left, right = _table(step_rows), _table(phase_rows)
     width = max((len(line) for line in left), default=0)

@@ -29,6 +29,7 @@ from harness.user.steps import Step, StepFailed, StepReporter
 
 log = logging.getLogger(__name__)
 CLEANUP_TIMEOUT_S = 5.0
+STOP_CLOSE_TIMEOUT_S = 30.0  # once the test is stopping, every user closes at once: give the closes time
 MAX_RETRY_AFTER_S = 60.0
 _user_numbers = itertools.count(1)
 install_keepalive_check()  # the token phase reuses its connection past 1,024 open sockets
@@ -119,22 +120,29 @@ class ConsumerUser(User):
             steps.report(Step.TIME_TO_CONVERSATION, ttc_ms, start_time=time.time() - ttc_ms / 1000.0)
             self._hold(sock)
             closing_id, conversation_id = conversation_id, None  # sent once, even if Locust stops us mid-request
+            stopping = lifecycle.stopping_event(self.environment).is_set()
+            close_timeout = max(settings.request_timeout_s, STOP_CLOSE_TIMEOUT_S) if stopping else settings.request_timeout_s
             with steps.measure(Step.CLOSE_CONVERSATION, categorize):
                 sock.request(
-                    MessageType.UPDATE_CONVERSATION_FIELD,
-                    close_conversation_body(closing_id),
-                    timeout=settings.request_timeout_s,
+                    MessageType.UPDATE_CONVERSATION_FIELD, close_conversation_body(closing_id), timeout=close_timeout
                 )
             try:
-                sock.close(timeout=settings.request_timeout_s)
+                sock.close(timeout=close_timeout)
             except ClientError as exc:  # the close handshake itself failed: still a socket-phase failure
                 raise StepFailed(Step.CLOSE_CONVERSATION, categorize(exc), exc) from exc
         except StepFailed as failure:
-            self.metrics.fail_phase("socket", failure.category)
+            if failure.step == Step.CLOSE_CONVERSATION and lifecycle.stopping_event(self.environment).is_set():
+                self.metrics.interrupt_phase("socket")  # the stop storm, not the target (metrics.PhaseCounts)
+            else:
+                self.metrics.fail_phase("socket", failure.category)
         except gevent.GreenletExit:
             # Locust is stopping this user: leave the emulator/service clean, then let it stop.
-            if sock is not None and conversation_id is not None and sock.open:
-                self._close_conversation_quietly(sock, conversation_id)
+            if sock is not None and sock.open:
+                if conversation_id is None:  # stopped while the server opened one: learn its id
+                    opened = sock.pending_response(MessageType.REQUEST_CONVERSATION, CLEANUP_TIMEOUT_S)
+                    conversation_id = conversation_id_of(opened.body) if opened is not None else None
+                if conversation_id is not None:
+                    self._close_conversation_quietly(sock, conversation_id)
             raise
         finally:
             if sock is not None:

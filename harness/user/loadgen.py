@@ -88,6 +88,7 @@ class LoadGenMonitor:
         self._sampled_at = 0.0
         self._greenlet: gevent.Greenlet | None = None
         self._was_saturated = False
+        self._cpu_primed = False
         self.ticked = Event()  # set after each lag measurement (tests wait on it)
 
     # --- running
@@ -128,7 +129,12 @@ class LoadGenMonitor:
     def _sample(self, cpu: bool = True) -> None:
         try:
             with self.process.oneshot():
-                if cpu:
+                if cpu and not self._cpu_primed:
+                    # The first interval after init holds Locust's own start-up (runner, target
+                    # checks, first spawns): a 2-user run would read as "saturated". Measure from here.
+                    self.process.cpu_percent(None)
+                    self._cpu_primed = True
+                elif cpu:
                     self._cpu = self.process.cpu_percent(None)
                 self._rss = self.process.memory_info().rss
                 self._fds = self.process.num_fds() if hasattr(self.process, "num_fds") else None

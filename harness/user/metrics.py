@@ -20,6 +20,10 @@ class PhaseCounts:
     sessions: int = 0  # sessions that started the phase
     failures: int = 0
     categories: Counter[str] = field(default_factory=Counter)
+    # Sessions whose phase went wrong only after the test began to stop (k6's "interrupted
+    # iterations"): thousands of users closing at once load the load generator itself, so a
+    # close that times out then says nothing about the target. Not failures, shown apart.
+    interrupted: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -27,6 +31,7 @@ class PhaseCounts:
             "failures": self.failures,
             "fail_ratio": self.failures / self.sessions if self.sessions else 0.0,
             "categories": dict(self.categories.most_common()),
+            "interrupted": self.interrupted,
         }
 
 
@@ -59,6 +64,9 @@ class HarnessMetrics:
         counts = self.phase(name)
         counts.failures += 1
         counts.categories[category] += 1
+
+    def interrupt_phase(self, name: str) -> None:
+        self.phase(name).interrupted += 1
 
     def socket_opened(self) -> None:
         self.sockets_opened += 1
@@ -114,6 +122,7 @@ class HarnessMetrics:
                 dst = total.phase(name)
                 dst.sessions += src["sessions"]
                 dst.failures += src["failures"]
+                dst.interrupted += src.get("interrupted", 0)
                 dst.categories.update(src["categories"])
             sockets = part["sockets"]
             total.sockets_open += sockets["open"]

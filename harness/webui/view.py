@@ -128,6 +128,8 @@ def table_rows(view: dict[str, Any]) -> list[dict[str, Any]]:
         rows.append(_row(group, "sessions", phase["sessions"], "sessions that started the phase"))
         rows.append(_row(group, "failures", phase["failures"], _categories(phase["categories"])))
         rows.append(_row(group, "fail ratio", _pct(phase["fail_ratio"]), "failures / sessions"))
+        if phase.get("interrupted"):
+            rows.append(_row(group, "interrupted", phase["interrupted"], "went wrong only after the stop began: not failures"))
     s = view.get("sockets", {})
     if "open" in s:
         target = s.get("target_users") or 0

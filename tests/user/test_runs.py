@@ -39,6 +39,18 @@ def test_counts_reconcile_with_the_emulator_ledger(emulator, tmp_path: Path) -> 
     assert summary["run"]["target"] == "real"  # hosts were given in settings, not embedded
 
 
+def test_an_abrupt_stop_leaves_no_conversation_open(emulator, tmp_path: Path) -> None:
+    """No --stop-timeout: Locust kills users mid-step. One killed while the server is opening its
+    conversation (opened at once, answered 0.3 s later) learns the id from the late answer and closes it."""
+    emu = emulator("--fault", "cm.ConsumerRequestConversation=slow:0.3")
+    run = run_locust(["-u", "8", "-r", "8", "-t", "3s", "--lp-hold", "0"], tmp_path, target=emu.url)
+    assert run.returncode == 0, run.output[-3000:]
+    ledger = emu.ledger()
+    assert ledger["endpoints"]["cm.ConsumerRequestConversation"]["received"] > 8  # several sessions per user
+    assert ledger["conversations"]["open"] == 0, ledger["conversations"]
+    assert ledger["sockets"]["open"] == 0, ledger["sockets"]
+
+
 def _p50(run, step: str) -> float:
     return run.summary["steps"][step]["p50_ms"]
 
