@@ -108,6 +108,9 @@ def test_embedded_emulator_default_run_writes_reports(tmp_path: Path) -> None:
     for name in ("locust_report.html", "locust_stats.csv", "locust_failures.csv", "locust_stats.json", "summary.txt"):
         assert (run.run_folder / name).is_file(), name
     assert "time-to-conversation" in summary["steps"]
+    for name, step in summary["steps"].items():  # Locust's buckets round up: ours stay within min..max
+        pcts = [step[k] for k in ("min_ms", "p50_ms", "p90_ms", "p95_ms", "p99_ms", "p99_9_ms", "max_ms")]
+        assert pcts == sorted(pcts), (name, pcts)
     schema = json.loads((ROOT / "reports" / "summary.schema.json").read_text())
     jsonschema.Draft202012Validator(schema).validate(summary)
     assert "request-conversation" in run.output and "socket" in run.output  # the terminal summary
