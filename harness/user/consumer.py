@@ -32,6 +32,14 @@ CLEANUP_TIMEOUT_S = 5.0
 STOP_CLOSE_TIMEOUT_S = 30.0  # once the test is stopping, every user closes at once: give the closes time
 MAX_RETRY_AFTER_S = 60.0
 _user_numbers = itertools.count(1)
+_slow_closes = itertools.count(1)
+
+
+def _note_slow_close() -> None:
+    """Say it once, then every 1,000th: thousands of users stopping at once must not flood the log."""
+    n = next(_slow_closes)
+    if n == 1 or n % 1000 == 0:
+        log.warning("%d socket close(s) did not finish in %.0f s (the socket is torn down anyway)", n, CLEANUP_TIMEOUT_S)
 install_keepalive_check()  # the token phase reuses its connection past 1,024 open sockets
 
 
@@ -191,7 +199,7 @@ class ConsumerUser(User):
                 with gevent.Timeout(CLEANUP_TIMEOUT_S):
                     sock.close()
             except gevent.Timeout:
-                log.warning("socket close did not finish in %.0f s", CLEANUP_TIMEOUT_S)
+                _note_slow_close()
         self.metrics.live_sockets.discard(sock)
         self.metrics.pings_sent += sock.pings_sent
         info = sock.close_info
