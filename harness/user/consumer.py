@@ -29,7 +29,7 @@ from harness.user.steps import Step, StepFailed, StepReporter
 
 log = logging.getLogger(__name__)
 CLEANUP_TIMEOUT_S = 5.0
-STOP_CLOSE_TIMEOUT_S = 30.0  # once the test is stopping, every user closes at once: give the closes time
+STOP_CLOSE_FACTOR = 3.0  # once the test is stopping every user closes at once: closes get 3x the request timeout
 MAX_RETRY_AFTER_S = 60.0
 _user_numbers = itertools.count(1)
 _slow_closes = itertools.count(1)
@@ -129,7 +129,7 @@ class ConsumerUser(User):
             self._hold(sock)
             closing_id, conversation_id = conversation_id, None  # sent once, even if Locust stops us mid-request
             stopping = lifecycle.stopping_event(self.environment).is_set()
-            close_timeout = max(settings.request_timeout_s, STOP_CLOSE_TIMEOUT_S) if stopping else settings.request_timeout_s
+            close_timeout = settings.request_timeout_s * (STOP_CLOSE_FACTOR if stopping else 1.0)
             with steps.measure(Step.CLOSE_CONVERSATION, categorize):
                 sock.request(
                     MessageType.UPDATE_CONVERSATION_FIELD, close_conversation_body(closing_id), timeout=close_timeout
@@ -139,7 +139,11 @@ class ConsumerUser(User):
             except ClientError as exc:  # the close handshake itself failed: still a socket-phase failure
                 raise StepFailed(Step.CLOSE_CONVERSATION, categorize(exc), exc) from exc
         except StepFailed as failure:
-            if failure.step == Step.CLOSE_CONVERSATION and lifecycle.stopping_event(self.environment).is_set():
+            if (
+                failure.step == Step.CLOSE_CONVERSATION
+                and failure.category == "timeout"
+                and lifecycle.stopping_event(self.environment).is_set()
+            ):
                 self.metrics.interrupt_phase("socket")  # the stop storm, not the target (metrics.PhaseCounts)
             else:
                 self.metrics.fail_phase("socket", failure.category)

@@ -51,6 +51,20 @@ def test_an_abrupt_stop_leaves_no_conversation_open(emulator, tmp_path: Path) ->
     assert ledger["sockets"]["open"] == 0, ledger["sockets"]
 
 
+def test_closes_that_time_out_after_the_stop_are_interrupted_not_failed(emulator, tmp_path: Path) -> None:
+    """The stop ends every hold at once; a close that then gets no answer is the stop's, not the target's.
+    An error response to a close stays a failure."""
+    args = ["-u", "4", "-r", "4", "-t", "3s", "--stop-timeout", "10", "--lp-hold", "60", "--lp-request-timeout", "0.5"]
+    hung = run_locust(args, tmp_path / "hang", target=emulator("--fault", "cm.UpdateConversationField=hang").url)
+    socket = hung.summary["phases"]["socket"]
+    assert socket["interrupted"] == 4 and socket["failures"] == 0, socket
+    assert hung.summary["steps"]["close-conversation"]["failures"] == 4  # the step itself says what happened
+    assert "+4 interrupted by the stop" in hung.output
+    refused = run_locust(args, tmp_path / "code", target=emulator("--fault", "cm.UpdateConversationField=code:500").url)
+    socket = refused.summary["phases"]["socket"]
+    assert socket["failures"] == 4 and socket["interrupted"] == 0 and socket["categories"] == {"resp 500": 4}, socket
+
+
 def _p50(run, step: str) -> float:
     return run.summary["steps"][step]["p50_ms"]
 
