@@ -18,18 +18,23 @@ from typing import Any
 from gevent.hub import get_hub
 
 
+def ip_literal_family(host: str) -> int | None:
+    """AF_INET or AF_INET6 when ``host`` is an IP address literal, None for a name."""
+    for family in (_socket.AF_INET, _socket.AF_INET6):
+        try:
+            _socket.inet_pton(family, host)
+        except OSError:
+            continue
+        return family
+    return None
+
+
 def _numeric(host: Any, port: Any) -> bool:
     if isinstance(host, bytes):
         host = host.decode("ascii", "replace")
     if not isinstance(host, str) or not (port is None or isinstance(port, int) or (isinstance(port, str) and port.isdigit())):
         return False
-    for family in (_socket.AF_INET, _socket.AF_INET6):
-        try:
-            _socket.inet_pton(family, host)
-            return True
-        except OSError:
-            continue
-    return False
+    return ip_literal_family(host) is not None
 
 
 class NumericFirstResolver:

@@ -65,6 +65,7 @@ from harness.client.errors import (
     TlsError,
     categorize,
 )
+from harness.client.resolver import ip_literal_family
 from harness.protocol import Correlator, Notification, ProtocolError, Response, parse
 from harness.protocol.messages import CloseCode
 
@@ -144,14 +145,8 @@ def _target(url: str) -> _Target:
     resource = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     packed = f"[{host}]" if ":" in host else host
     host_header = packed if port == (443 if secure else 80) else f"{packed}:{port}"
-    address: tuple[Any, ...] | None = None
-    for family in (gsocket.AF_INET, gsocket.AF_INET6):
-        try:
-            gsocket.inet_pton(family, host)
-        except OSError:
-            continue
-        address = (family, (host, port))
-        break
+    family = ip_literal_family(host)
+    address = (family, (host, port)) if family is not None else None
     return _Target(secure, host, port, resource, host_header, address)
 
 

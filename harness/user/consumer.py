@@ -33,6 +33,7 @@ STOP_CLOSE_FACTOR = 3.0  # once the test is stopping every user closes at once: 
 MAX_RETRY_AFTER_S = 60.0
 _user_numbers = itertools.count(1)
 _slow_closes = itertools.count(1)
+install_keepalive_check()  # the token phase reuses its connection past 1,024 open sockets
 
 
 def _note_slow_close() -> None:
@@ -40,7 +41,6 @@ def _note_slow_close() -> None:
     n = next(_slow_closes)
     if n == 1 or n % 1000 == 0:
         log.warning("%d socket close(s) did not finish in %.0f s (the socket is torn down anyway)", n, CLEANUP_TIMEOUT_S)
-install_keepalive_check()  # the token phase reuses its connection past 1,024 open sockets
 
 
 class ConsumerUser(User):
