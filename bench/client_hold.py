@@ -35,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from harness.client import ConsumerSocket, categorize  # noqa: E402
 from harness.emulator.launcher import EmulatorProcess  # noqa: E402
+from harness.protocol import idp as contract  # noqa: E402
 from harness.protocol import paths  # noqa: E402
 
 ACCOUNT = "qa57221676"
@@ -59,12 +60,12 @@ def token_for(base: str) -> str:
 
     with requests.Session() as http:
         http.trust_env = False
-        r = http.post(f"{base}{paths.anonymous_authorize_path(ACCOUNT)}", timeout=10)
+        r = http.post(f"{base}{paths.anonymous_authorize_path(ACCOUNT)}", json=contract.authorize_body(), timeout=10)
         r.raise_for_status()
-        ext = r.json().get("jwt") or r.json().get("token")
-        r = http.post(f"{base}{paths.authenticate_path(ACCOUNT)}", json={"authCode": ext}, timeout=10)
+        body = contract.authenticate_body(contract.token_of(r.json()))
+        r = http.post(f"{base}{paths.authenticate_path(ACCOUNT)}", json=body, timeout=10)
         r.raise_for_status()
-        return r.json().get("jwt") or r.json().get("token")
+        return contract.token_of(r.json())
 
 
 def percentiles(values: list[float]) -> dict[str, float]:

@@ -61,10 +61,15 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from harness.emulator.launcher import EmulatorProcess  # noqa: E402
+from harness.protocol import handshake, paths  # noqa: E402
+from harness.protocol import idp as contract  # noqa: E402
+from harness.protocol.envelope import encode_request  # noqa: E402
+from harness.protocol.messages import MessageType, close_conversation_body  # noqa: E402
 
 ACCOUNT = "qa57221676"
 WS_KEY = b"dGhlIHNhbXBsZSBub25jZQ=="  # RFC 6455's sample nonce ...
-WS_ACCEPT = b"s3pPLMBiTxaQ9kYGzzhZRbK+xOo="  # ... and the Sec-WebSocket-Accept it must produce
+WS_ACCEPT = handshake.accept_key(WS_KEY)  # ... and the Sec-WebSocket-Accept it must produce
+_compact = json.JSONEncoder(separators=(",", ":")).encode
 MASK_KEY = b"\x37\xfa\x21\x3d"
 STEP_TIMEOUT_S = 10.0  # a flow making no progress for this long is aborted and counted as "timeout"
 MAX_SOCKETS = 18_500  # hard bound on --hold-sockets
@@ -100,16 +105,12 @@ def mask_frame(opcode: int, payload: bytes) -> bytes:
 
 
 CLOSE_FRAME = mask_frame(0x8, (1000).to_bytes(2, "big"))
-REQ_CONV_FRAME = mask_frame(0x1, b'{"kind":"req","id":1,"type":"cm.ConsumerRequestConversation","body":{}}')
+REQ_CONV_FRAME = mask_frame(0x1, encode_request(1, MessageType.REQUEST_CONVERSATION, {}).encode())
 
 
 def close_conv_frame(conv_id: bytes) -> bytes:
-    return mask_frame(
-        0x1,
-        b'{"kind":"req","id":2,"type":"cm.UpdateConversationField","body":{"conversationId":"'
-        + conv_id
-        + b'","conversationField":[{"field":"ConversationStateField","conversationState":"CLOSE"}]}}',
-    )
+    body = close_conversation_body(conv_id.decode())
+    return mask_frame(0x1, encode_request(2, MessageType.UPDATE_CONVERSATION_FIELD, body).encode())
 
 
 class Conn(asyncio.Protocol):
@@ -216,41 +217,37 @@ class Conn(asyncio.Protocol):
 
 
 class Target:
-    """Pre-built request bytes for one emulator address."""
+    """Pre-built request bytes for one emulator address (paths and headers from harness.protocol)."""
 
     def __init__(self, host: str, port: int, account: str = ACCOUNT) -> None:
         self.host, self.port = host, port
-        h = f"Host: {host}:{port}\r\n".encode()
+        self.host_port = f"{host}:{port}"
+        h = f"Host: {self.host_port}\r\n".encode()
         self.authorize = (
-            f"POST /api/account/{account}/anonymous/authorize HTTP/1.1\r\n".encode() + h + b"Content-Length: 0\r\n\r\n"
+            f"POST {paths.anonymous_authorize_path(account)} HTTP/1.1\r\n".encode() + h + b"Content-Length: 0\r\n\r\n"
         )
         self.auth_head = (
-            f"POST /api/account/{account}/authenticate HTTP/1.1\r\n".encode()
+            f"POST {paths.authenticate_path(account)} HTTP/1.1\r\n".encode()
             + h
             + b"Content-Type: application/json\r\nContent-Length: "
         )
-        self.ws_head = (
-            f"GET /ws_api/account/{account}/messaging/consumer?v=3 HTTP/1.1\r\n".encode()
-            + h
-            + b"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: "
-            + WS_KEY
-            + b"\r\nSec-WebSocket-Version: 13\r\nAuthorization: jwt "
-        )
+        self.resource = paths.consumer_socket_path(account)
 
     def authenticate(self, token: bytes) -> bytes:
-        body = b'{"authCode":"' + token + b'"}'
+        body = _compact(contract.authenticate_body(token.decode())).encode()
         return self.auth_head + str(len(body)).encode() + b"\r\n\r\n" + body
 
     def ws_upgrade(self, lp_token: bytes) -> bytes:
-        return self.ws_head + lp_token + b"\r\n\r\n"
+        return handshake.upgrade_request(self.resource, self.host_port, WS_KEY, lp_token.decode())
 
 
 def token_of(status: int, body: bytes, step: str) -> bytes:
     if status != 200:
         raise BenchError(f"{step} http {status}")
-    if not body.startswith(b'{"jwt":"'):
-        raise BenchError(f"{step} bad json")
-    return body[8 : body.index(b'"', 8)]
+    try:
+        return contract.token_of(json.loads(body)).encode()
+    except ValueError:  # not JSON, or no token in it (BodyError)
+        raise BenchError(f"{step} bad json") from None
 
 
 class User:

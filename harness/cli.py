@@ -21,6 +21,8 @@ LOCUSTFILE = Path(__file__).resolve().parent / "user" / "locustfile.py"
 
 def _run(argv: list[str]) -> int:
     """``locust -f <packaged locustfile> ...``: the harness's user classes with Locust's own CLI."""
+    # Imported here, not at the top: importing locust patches the process with gevent, which the
+    # asyncio emulator (``lp-harness emulator``) must never be.
     from locust.main import main as locust_main
 
     sys.argv = ["locust", "-f", str(LOCUSTFILE), *argv]
@@ -29,6 +31,7 @@ def _run(argv: list[str]) -> int:
 
 
 def _commands() -> dict[str, Callable[[list[str]], int]]:
+    """The subcommands, imported on call so that importing this module stays free (neither wing imports locust)."""
     from harness.emulator.cli import main as emulator
     from harness.reports import cli as reports
 

@@ -3,6 +3,7 @@
 from harness.client.errors import (
     BadFrame,
     ClientError,
+    CloseInfo,
     Dropped,
     ErrorResponse,
     HandshakeRejected,
@@ -14,7 +15,8 @@ from harness.client.errors import (
     TlsError,
     categorize,
 )
-from harness.client.socket import CloseInfo, ConsumerSocket, tls_context
+from harness.client.socket import ConsumerSocket
+from harness.client.transport import tls_context
 
 __all__ = [
     "BadFrame",

@@ -1,10 +1,12 @@
 """Typed client failures and the one function that names any failure's category.
 
 Reports count each failure under one short string ("timeout", "handshake 401", "close 4401"...,
-docs/HELPERS.md "Failure categories"). The client raises the classes below with the category
+docs/reports.md "Failure categories"). The client raises the classes below with the category
 already attached; :func:`categorize` is the single place where every other exception (from
 websocket-client, socket/ssl, gevent, requests, geventhttpclient) is mapped to the same strings,
-so no caller grows its own ``isinstance`` ladder.
+so no caller grows its own ``isinstance`` ladder, and :func:`typed` turns any of them into the
+class of its category. :class:`CloseInfo` is how a socket ended, with the category and the error
+that end means for whoever still needed the socket.
 """
 
 from __future__ import annotations
@@ -13,12 +15,14 @@ import errno
 import json
 import socket
 import ssl
+from dataclasses import dataclass
 from typing import Any
 
 import gevent
 import websocket
 
 from harness.protocol import ProtocolError
+from harness.protocol.closing import CloseCode
 
 try:  # optional at import time: the client itself never needs them
     import requests
@@ -84,7 +88,7 @@ class ServerClosed(ClientError):
     def __init__(self, code: int | None, reason: str = "") -> None:
         self.code = code
         self.reason = reason
-        self.category = f"close {code}" if code is not None else "close 1005"
+        self.category = f"close {int(code if code is not None else CloseCode.NO_STATUS)}"
         super().__init__(f"server closed the socket: {code} {reason}".rstrip())
 
 
@@ -107,6 +111,42 @@ class Dropped(ClientError):
     """The connection ended without a close frame (reset, EOF)."""
 
     category = "dropped"
+
+
+CloseKind = str  # "clean" | "server" | "dropped" | "pong timeout"
+
+
+@dataclass(frozen=True, slots=True)
+class CloseInfo:
+    """How a socket ended.
+
+    ``kind``: ``"clean"`` we closed it (close() or our close frame), ``"server"`` the server sent a
+    close frame (``code`` is its code), ``"dropped"`` the connection ended with no close frame
+    (reset/EOF, ``code`` 1006), ``"pong timeout"`` we aborted it because a ping went unanswered.
+    """
+
+    kind: CloseKind
+    code: int | None = None
+    reason: str = ""
+
+    @property
+    def category(self) -> str | None:
+        """The failure category this end counts as while the socket was still needed; None if clean."""
+        if self.kind == "clean":
+            return None
+        if self.kind == "server":
+            return f"close {self.code if self.code is not None else CloseCode.ABNORMAL}"
+        return self.kind
+
+    def error(self) -> ClientError:
+        """The exception a request on a socket that ended this way raises."""
+        if self.kind == "server":
+            return ServerClosed(self.code, self.reason)
+        if self.kind == "pong timeout":
+            return PongTimeout("no pong: socket aborted")
+        if self.kind == "dropped":
+            return Dropped(self.reason or "connection dropped")
+        return ClientError("socket was closed by the client", category="error SocketClosed")
 
 
 _DROP_ERRNOS = frozenset({errno.ECONNRESET, errno.EPIPE, errno.ECONNABORTED, errno.ENOTCONN, errno.ESHUTDOWN})
@@ -189,3 +229,18 @@ def categorize(exc: BaseException) -> str:
     if HTTPParseError is not None and isinstance(exc, HTTPParseError):
         return "dropped"
     return f"error {type(exc).__name__}"
+
+
+_TYPED: dict[str, type[ClientError]] = {"refused": Refused, "tls": TlsError, "timeout": Timeout, "dropped": Dropped}
+
+
+def typed(exc: BaseException) -> ClientError:
+    """Any failure as the typed error of its category (ours are returned as they are)."""
+    if isinstance(exc, ClientError):
+        return exc
+    category = categorize(exc)
+    detail = f"{type(exc).__name__}: {exc}"
+    kind = _TYPED.get(category)
+    if kind is not None:
+        return kind(detail)
+    return ClientError(detail, category=category)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.client.errors import BadFrame, HttpStatusError
+from harness.protocol import idp as contract
 from harness.protocol import paths, tokens
 
 if TYPE_CHECKING:
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
 
     from harness.settings import Settings
 
-JSON_HEADERS = {"Content-Type": "application/json", "Accept": "application/json"}
+JSON_HEADERS = {"Content-Type": contract.CONTENT_TYPE, "Accept": contract.CONTENT_TYPE}
 # authenticate is the token phase's last call: the server closes the connection after it, so the
 # TIME_WAIT lands on the server and not on one of the load generator's ephemeral ports (with
 # thousands of sockets held to one host:port, a port search is what a connect() costs).
@@ -39,11 +40,11 @@ class IdpClient:
 
     def anonymous_authorize(self) -> str:
         """The unauthenticated external JWT (the tutorial reads ``.jwt``; newer docs ``.token``)."""
-        return _token_of(self._post(self._authorize_path, None))
+        return _token_of(self._post(self._authorize_path, contract.authorize_body()))
 
     def authenticate(self, auth_code: str) -> str:
         """Exchange an external JWT (the tutorial's ``{"authCode": ...}``) for the LP JWT."""
-        return _token_of(self._post(self._authenticate_path, {"authCode": auth_code}, LAST_CALL_HEADERS))
+        return _token_of(self._post(self._authenticate_path, contract.authenticate_body(auth_code), LAST_CALL_HEADERS))
 
     def _post(self, path: str, body: dict[str, Any] | None, headers: dict[str, str] = JSON_HEADERS) -> Any:
         response = self.session.request(
@@ -98,12 +99,11 @@ class IdentitySource:
 
 
 def _token_of(body: Any) -> str:
-    if isinstance(body, dict):
-        for key in ("jwt", "token"):
-            value = body.get(key)
-            if isinstance(value, str) and value:
-                return value
-    raise BadFrame("IDP response has no 'jwt' or 'token' field")
+    """The token of an IDP answer; an answer without one is a bad body (category "bad json")."""
+    try:
+        return contract.token_of(body)
+    except contract.BodyError as exc:
+        raise BadFrame(str(exc)) from None
 
 
 def _error_text(response: Any) -> str:

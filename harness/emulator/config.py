@@ -1,4 +1,10 @@
-"""The emulator's options as one typed object, and the config-file loader (JSON or TOML)."""
+"""The emulator's options as one typed object, and the config-file loader (JSON or TOML).
+
+Every option is declared here once, on its field (:func:`~harness.emulator.options.option`):
+the command line, the config-file keys and ``GET /admin/config`` are all made from these
+declarations. Latency, faults and the draws' seed are not options but the fault plan's own
+configuration (:data:`~harness.emulator.faults.PLAN_KEYS`), read from the same file.
+"""
 
 from __future__ import annotations
 
@@ -8,29 +14,122 @@ from pathlib import Path
 from typing import Any
 
 from harness.emulator.faults import ConfigError, FaultPlan
+from harness.emulator.options import option
+from harness.reports import tomlfile
+
+NETWORK = "network"
+IDENTITY = "identity"
+SOCKET = "messaging socket"
+AUTH_FAILURE_MODES = ("http", "close")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
 @dataclass
 class EmulatorConfig:
-    host: str = "127.0.0.1"
-    port: int = 0
-    account: str | None = None
-    key_bits: int = 1024
-    anon_token_lifetime: float = 600.0  # UNAUTH: the external anonymous token lasts 10 minutes
-    anon_refresh_window: float = 730 * 3600.0  # UNAUTH: refreshable for 730 hours
-    lp_token_lifetime: float = 3600.0  # not documented: our choice
-    idle_timeout: float = 120.0  # not documented ("send something every 60 s"): our choice
-    init_timeout: float = 5.0  # InitConnection grace ("a few seconds")
-    auth_failure: str = "http"  # http: refuse the upgrade; close: accept, then close 4401/4407
-    trust_keys: list[str] = field(default_factory=list)  # PEM files of trusted external public keys
-    trust_tutorial_key: bool = True
-    tls: bool = False
-    tls_dir: str | None = None
-    tls_cert: str | None = None  # set by the --processes parent so every worker serves one certificate
+    host: str = option("127.0.0.1", flag="--host", group=NETWORK, help="address to listen on (default 127.0.0.1)")
+    port: int = option(0, flag="--port", group=NETWORK, type=int, help="port; 0 picks a free one (default 0)")
+    tls: bool = option(
+        False,
+        flag="--tls",
+        group=NETWORK,
+        kind="switch",
+        help="serve https/wss with a self-signed certificate made at start",
+    )
+    tls_dir: str | None = option(
+        None,
+        flag="--tls-dir",
+        group=NETWORK,
+        metavar="DIR",
+        help="where --tls writes cert.pem/key.pem (default: a new temp dir)",
+    )
+    backlog: int = option(4096, flag="--backlog", group=NETWORK, type=int, help="listen backlog (default 4096)")
+    processes: int = option(
+        1,
+        flag="--processes",
+        group=NETWORK,
+        type=int,
+        metavar="N",
+        help="N worker processes on one port (SO_REUSEPORT); the admin API sums their ledgers (default 1)",
+    )
+    account: str | None = option(
+        None, flag="--account", group=IDENTITY, help="serve only this account id (default: accept any account)"
+    )
+    key_bits: int = option(
+        1024,
+        flag="--key-bits",
+        group=IDENTITY,
+        type=int,
+        help="RSA size of the emulator's signing keys (default 1024: LivePerson's example token has a 128-byte signature)",
+    )
+    anon_token_lifetime: float = option(  # UNAUTH: the external anonymous token lasts 10 minutes
+        600.0,
+        flag="--anon-token-lifetime",
+        group=IDENTITY,
+        type=float,
+        metavar="S",
+        help="lifetime of anonymous identity tokens in s (default 600, the docs' 10 minutes)",
+    )
+    anon_refresh_window: float = option(  # UNAUTH: refreshable for 730 hours
+        730 * 3600.0,
+        flag="--anon-refresh-window",
+        group=IDENTITY,
+        type=float,
+        metavar="S",
+        help="how long after expiry an anonymous token can still be extended, in s (default 2628000 = 730 h)",
+    )
+    lp_token_lifetime: float = option(  # not documented: our choice
+        3600.0,
+        flag="--lp-token-lifetime",
+        group=IDENTITY,
+        type=float,
+        metavar="S",
+        help="lifetime of LP tokens in s (default 3600); a socket is closed when its token expires "
+        "(4407 for anonymous identities, 4401 for external ones)",
+    )
+    trust_keys: list[str] = option(  # PEM files of trusted external public keys
+        default_factory=list,
+        flag="--trust-key",
+        group=IDENTITY,
+        kind="list",
+        metavar="PEMFILE",
+        aliases=("trust-keys",),
+        help="also trust external JWTs signed by this RSA public key (repeatable)",
+    )
+    trust_tutorial_key: bool = option(
+        True,
+        flag="--no-tutorial-key",
+        group=IDENTITY,
+        kind="negated",
+        help="do not trust the tutorial's 'Further Testing' public key (trusted by default)",
+    )
+    idle_timeout: float = option(  # not documented ("send something every 60 s"): our choice
+        120.0,
+        flag="--idle-timeout",
+        group=SOCKET,
+        type=float,
+        metavar="S",
+        help="close a socket with 1008 after S seconds with no frame or ping from the client (default 120)",
+    )
+    init_timeout: float = option(  # InitConnection grace ("a few seconds")
+        5.0,
+        flag="--init-timeout",
+        group=SOCKET,
+        type=float,
+        metavar="S",
+        help="a socket opened without an Authorization header must send InitConnection within S s (default 5)",
+    )
+    auth_failure: str = option(
+        "http",
+        flag="--auth-failure",
+        group=SOCKET,
+        choices=AUTH_FAILURE_MODES,
+        help="bad token at the handshake: refuse the upgrade with HTTP 401/403 (http, default) "
+        "or accept and close with 4401/4407 (close)",
+    )
+    log_level: str = option("INFO", flag="--log-level", choices=LOG_LEVELS, normalise=str.upper, help="(default INFO)")
+    # Internal: no option. The --processes parent sets the certificate so every worker serves one.
+    tls_cert: str | None = None
     tls_key: str | None = None
-    processes: int = 1
-    backlog: int = 4096
-    log_level: str = "INFO"
     plan: FaultPlan = field(default_factory=FaultPlan)
 
     def validate(self) -> None:
@@ -43,8 +142,6 @@ class EmulatorConfig:
                 raise ConfigError(f"{name.replace('_', '-')} must be > 0")
         if self.anon_refresh_window < 0:
             raise ConfigError("anon-refresh-window must be >= 0")
-        if self.auth_failure not in ("http", "close"):
-            raise ConfigError("auth-failure must be http or close")
         if not 1 <= self.processes <= 64:
             raise ConfigError("processes must be 1..64")
         for path in self.trust_keys:
@@ -66,15 +163,8 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
             raise ConfigError(f"{path}: not valid JSON: {exc}") from None
     else:
         try:
-            import tomllib
-        except ImportError:  # Python 3.10
-            try:
-                import tomli as tomllib  # type: ignore[no-redef]
-            except ImportError:
-                raise ConfigError("TOML config files need Python 3.11+ (or tomli); use JSON") from None
-        try:
-            data = tomllib.loads(text.decode("utf-8"))
-        except (ValueError, UnicodeDecodeError) as exc:
+            data = tomlfile.loads(text)
+        except tomlfile.TomlError as exc:
             raise ConfigError(f"{path}: not valid TOML: {exc}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level must be an object/table")

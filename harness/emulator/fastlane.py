@@ -6,96 +6,80 @@ consumer flow than RSA signing did, which kept one emulator process under the 1,
 target (bench/results/emulator-capacity.md). This protocol reads each new connection first
 and serves, itself, only the exact common shapes:
 
-- ``POST /api/account/{acc}/anonymous/authorize`` and ``.../authenticate`` (both URL forms),
-  HTTP/1.1, a Content-Length body (or none) within ``client_max_size``;
-- the consumer WebSocket upgrade with a valid ``Authorization: jwt`` token.
+- ``POST`` to :data:`~harness.protocol.paths.ANONYMOUS_AUTHORIZE` and both forms of
+  ``authenticate``, HTTP/1.1, a Content-Length body (or none) within ``client_max_size``;
+- the consumer WebSocket upgrade (:data:`~harness.protocol.paths.CONSUMER_SOCKET`) with a valid
+  ``Authorization: jwt`` token.
 
 and only while no latency or fault is configured for that target. Anything else -- another
 path or method, HTTP/1.0, chunked bodies, ``Expect``, duplicated
 headers, a refused handshake, an unknown account, any injected latency or fault -- is handed,
 bytes and all, to aiohttp's own request handler for the rest of the connection, so every
 error and fault is produced by the same code as before. The answers are byte-for-byte what
-aiohttp writes (same status line, headers, ``Date``/``Server``), and the ledger, state and
-timers are the same :class:`~harness.emulator.server.Emulator` code.
-
-After the upgrade the socket is a :class:`FastSocket`: aiohttp's own frame reader (C) and
-writer, under the subset of ``WebSocketResponse`` the emulator uses (``receive``,
-``send_str``, ``pong``, ``close``, ``closed``), with aiohttp's close semantics.
-
-It depends on aiohttp internals (3.14: ``WebSocketDataQueue``, ``WebSocketReader``'s
-signature); :func:`available` says whether they are there, and the runner falls back to
-plain aiohttp when they are not, or when ``LP_EMULATOR_FASTLANE=0`` is set.
+aiohttp writes (same status line, headers, ``Date``/``Server``); the answer itself, the ledger,
+state and timers come from the emulator through :class:`Hooks`, the same handlers aiohttp's
+routes call. After the upgrade the socket is a :class:`~harness.emulator.fastsocket.FastSocket`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
-import hashlib
 import logging
 import os
 import re
 import socket
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from http import HTTPStatus
 from time import perf_counter
-from typing import TYPE_CHECKING, Any
 
 from aiohttp.base_protocol import BaseProtocol
 from aiohttp.helpers import rfc822_formatted_time
-from aiohttp.http import (
-    SERVER_SOFTWARE,
-    WS_CLOSING_MESSAGE,
-    WS_KEY,
-    WebSocketError,
-    WebSocketReader,
-    WebSocketWriter,
-    WSCloseCode,
-    WSMessage,
-    WSMsgType,
-)
+from aiohttp.http import SERVER_SOFTWARE
 from aiohttp.tcp_helpers import tcp_keepalive
 
-if TYPE_CHECKING:
-    from harness.emulator.server import Emulator
-
-try:  # aiohttp internals this module relies on (checked by available())
-    from aiohttp._websocket.reader import WebSocketDataQueue
-    from aiohttp.streams import EofStream
-except ImportError:  # pragma: no cover - other aiohttp versions
-    WebSocketDataQueue = None  # type: ignore[assignment,misc]
-    EofStream = None  # type: ignore[assignment,misc]
+from harness.emulator.fastsocket import FastSocket
+from harness.emulator.idp import Identity
+from harness.protocol import handshake, paths
+from harness.protocol.paths import Route
 
 log = logging.getLogger("lp-emulator")
 
 MAX_BODY = 256 * 1024  # the aiohttp app's client_max_size
 MAX_HEAD = 16 * 1024
-MAX_MSG_SIZE = 1024 * 1024  # WebSocketResponse(max_msg_size=...) in server.py
-READ_LIMIT = 2**16  # aiohttp's DEFAULT_CHUNK_SIZE for the frame queue and writer
 KEEPALIVE_S = 75.0  # aiohttp's keepalive_timeout default
-CLOSE_TIMEOUT_S = 10.0  # WebSocketResponse's default close timeout
 _SERVER = SERVER_SOFTWARE.encode()
-
-_IDP_PATH = re.compile(rb"/api/account/([^/{}%]+)/(?:anonymous/(authorize)|authenticate|app/[^/{}%]+/authenticate)")
-_WS_PATH = re.compile(rb"/ws_api/account/([^/{}%]+)/messaging/consumer")
+_WS_VERSION = handshake.WS_VERSION.encode()
 _REASONS = {s.value: s.phrase.encode() for s in HTTPStatus}
+_RAW_SEGMENT = "[^/{}%]+"  # a parameter the fast lane takes as it is (percent-encoded ones go to aiohttp)
+FAST_ROUTES = (paths.ANONYMOUS_AUTHORIZE, paths.AUTHENTICATE, paths.CONNECTOR_AUTHENTICATE, paths.CONSUMER_SOCKET)
 
 
-def available() -> bool:
-    """True when the fast lane can run on this aiohttp (and it was not turned off)."""
-    if os.environ.get("LP_EMULATOR_FASTLANE", "1") == "0" or WebSocketDataQueue is None:
-        return False
-    try:
-        loop = asyncio.new_event_loop()
-        try:
-            queue = WebSocketDataQueue(BaseProtocol(loop), READ_LIMIT, loop=loop)
-            WebSocketReader(queue, MAX_MSG_SIZE, compress=False, decode_text=True)
-        finally:
-            loop.close()
-    except Exception:  # noqa: BLE001 - any mismatch means: use plain aiohttp
-        return False
-    return True
+def raw_target_pattern(routes: Sequence[Route]) -> tuple[re.Pattern[bytes], dict[str, tuple[Route, str]]]:
+    """One bytes regex for the raw paths of ``routes``, and, per alternative's group name, its route
+    and the group of its ``account``: a request target is matched once, without decoding it."""
+    alternatives = []
+    groups: dict[str, tuple[Route, str]] = {}
+    for i, route in enumerate(routes):
+        pattern = re.escape(route.template)
+        for name in route.params:
+            pattern = pattern.replace(re.escape("{" + name + "}"), f"(?P<{name}{i}>{_RAW_SEGMENT})")
+        alternatives.append(f"(?P<route{i}>{pattern})")
+        groups[f"route{i}"] = (route, f"account{i}")
+    return re.compile("|".join(alternatives).encode()), groups
+
+
+_FAST_PATHS, _ROUTE_OF = raw_target_pattern(FAST_ROUTES)
+
+
+@dataclass(frozen=True, slots=True)
+class Hooks:
+    """What the fast lane asks of the emulator, as callables: it imports none of the emulator's layers."""
+
+    injects: Callable[[str], bool]  # latency or a fault configured for this target now?
+    serve_idp: Callable[[asyncio.Transport, str, str, bytes, bool], None]  # (transport, target, account, body, close)
+    identity: Callable[[str, str], Identity | None]  # (Authorization value, account): None = let aiohttp refuse it
+    serve_socket: Callable[[FastSocket, asyncio.Transport, str, Identity, float], Awaitable[None]]
 
 
 def _head(status: int, extra: bytes) -> bytes:
@@ -123,11 +107,11 @@ def json_answer(status: int, payload: bytes, close: bool = False) -> bytes:
 class FastLane(BaseProtocol):
     """First protocol of every plain-HTTP connection (see the module docstring)."""
 
-    __slots__ = ("emulator", "factory", "lanes", "buf", "ws", "task", "handle", "last_used", "ignore")
+    __slots__ = ("hooks", "factory", "lanes", "buf", "ws", "task", "handle", "last_used", "ignore")
 
-    def __init__(self, emulator: Emulator, factory: Callable[[], asyncio.Protocol], lanes: set[FastLane]) -> None:
+    def __init__(self, hooks: Hooks, factory: Callable[[], asyncio.Protocol], lanes: set[FastLane]) -> None:
         super().__init__(asyncio.get_running_loop())
-        self.emulator = emulator
+        self.hooks = hooks
         self.factory = factory  # aiohttp's RequestHandler factory (the web.Server)
         self.lanes = lanes
         self.buf = bytearray()
@@ -231,81 +215,74 @@ class FastLane(BaseProtocol):
                     self.handoff()
                     return
                 headers[key] = value.strip(b" \t")
-            if b"transfer-encoding" in headers or b"expect" in headers:
+            m = _FAST_PATHS.fullmatch(target.partition(b"?")[0])
+            if m is None or b"transfer-encoding" in headers or b"expect" in headers:
                 self.handoff()
                 return
+            route, account_group = _ROUTE_OF[m.lastgroup]  # type: ignore[index]
+            account = _account(m.group(account_group))
             connection = headers.get(b"connection", b"").lower()
-            path = target.partition(b"?")[0]
-            if method == b"POST":
-                m = _IDP_PATH.fullmatch(path)
-                length = headers.get(b"content-length", b"0")
+            if route is paths.CONSUMER_SOCKET:
                 if (
-                    m is None
-                    or b"upgrade" in headers
-                    or not length.isdigit()
-                    or int(length) > MAX_BODY
+                    method != b"GET"
+                    or b"upgrade" not in connection
+                    or b"content-length" in headers
+                    or account is None
+                    or not self._upgrade(account, headers)
                 ):
                     self.handoff()
-                    return
-                account = _account(m.group(1))
-                what = "anonymous-authorize" if m.group(2) else "authenticate"
-                if account is None or self.emulator.plan.has_any(what):
-                    self.handoff()
-                    return
-                total = end + 4 + int(length)
-                if len(buf) < total:
-                    return  # wait for the body
-                body = bytes(buf[end + 4 : total])
-                del buf[:total]
-                self.last_used = self._loop.time()
-                close = b"close" in connection
-                self.emulator.fast_idp(self.transport, what, account, body, close)
-                if close:  # as aiohttp: answer, then close (what follows on this connection is ignored)
-                    _send_fin_now(self.transport)
-                    self.transport.close()
-                    return
-            elif method == b"GET" and b"upgrade" in connection:
-                m = _WS_PATH.fullmatch(path)
-                if m is None or b"content-length" in headers:
-                    self.handoff()
-                    return
-                account = _account(m.group(1))
-                if account is None or not self._upgrade(account, headers):
-                    self.handoff()
                 return
-            else:
+            length = headers.get(b"content-length", b"0")
+            if (
+                method != b"POST"
+                or b"upgrade" in headers
+                or not length.isdigit()
+                or int(length) > MAX_BODY
+                or account is None
+                or self.hooks.injects(route.target)
+            ):
                 self.handoff()
+                return
+            total = end + 4 + int(length)
+            if len(buf) < total:
+                return  # wait for the body
+            body = bytes(buf[end + 4 : total])
+            del buf[:total]
+            self.last_used = self._loop.time()
+            close = b"close" in connection
+            self.hooks.serve_idp(self.transport, route.target, account, body, close)
+            if close:  # as aiohttp: answer, then close (what follows on this connection is ignored)
+                _send_fin_now(self.transport)
+                self.transport.close()
                 return
 
     def _upgrade(self, account: str, headers: dict[bytes, bytes]) -> bool:
         """Accept the consumer socket here if the handshake is the plain good one; else False."""
         t0 = perf_counter()
-        emulator = self.emulator
+        hooks = self.hooks
         if (
             headers.get(b"upgrade", b"").lower() != b"websocket"
             or b"upgrade" not in [t.strip() for t in headers.get(b"connection", b"").lower().split(b",")]
-            or headers.get(b"sec-websocket-version") != b"13"
+            or headers.get(b"sec-websocket-version") != _WS_VERSION
             or b"sec-websocket-protocol" in headers
-            or emulator.plan.has_any("connect")
+            or hooks.injects(paths.CONSUMER_SOCKET.target)
         ):
             return False
         key = headers.get(b"sec-websocket-key", b"")
-        try:
-            if len(base64.b64decode(key)) != 16:
-                return False
-        except (binascii.Error, ValueError):
-            return False
         auth = headers.get(b"authorization")
-        if auth is None:
+        if auth is None or not handshake.valid_client_key(key):
             return False
-        identity = emulator.fast_identity(auth, account)
+        identity = hooks.identity(auth.decode("utf-8", "surrogateescape"), account)
         if identity is None:
             return False  # aiohttp refuses it (and counts it) the documented way
         transport = self.transport
         assert transport is not None
-        accept = base64.b64encode(hashlib.sha1(key + WS_KEY).digest())
         transport.write(
-            _head(101, b"Upgrade: websocket\r\nConnection: upgrade\r\nSec-WebSocket-Accept: %s\r\n" % accept)
+            _head(
+                101,
+                b"Upgrade: websocket\r\nConnection: upgrade\r\nSec-WebSocket-Accept: %s\r\n"
+                % handshake.accept_key(key),
+            )
         )
         self._upgraded = True
         if self.handle is not None:
@@ -321,9 +298,9 @@ class FastLane(BaseProtocol):
         self.buf = bytearray()
         return True
 
-    async def _serve(self, ws: FastSocket, account: str, identity: Any, t0: float) -> None:
+    async def _serve(self, ws: FastSocket, account: str, identity: Identity, t0: float) -> None:
         try:
-            await self.emulator.fast_socket(ws, self.transport, account, identity, t0)
+            await self.hooks.serve_socket(ws, self.transport, account, identity, t0)  # type: ignore[arg-type]
         except asyncio.CancelledError:
             pass
         except Exception:
@@ -360,103 +337,3 @@ def _account(raw: bytes) -> str | None:
         return raw.decode()
     except UnicodeDecodeError:
         return None
-
-
-class FastSocket:
-    """The part of ``aiohttp.web.WebSocketResponse`` the emulator uses, over aiohttp's reader/writer."""
-
-    __slots__ = ("lane", "transport", "queue", "reader", "writer", "_closed", "_closing", "_waiting", "_close_wait")
-
-    def __init__(self, lane: FastLane, transport: asyncio.Transport) -> None:
-        self.lane = lane
-        self.transport = transport
-        self.queue = WebSocketDataQueue(lane, READ_LIMIT, loop=lane._loop)
-        self.reader = WebSocketReader(self.queue, MAX_MSG_SIZE, compress=False, decode_text=True)
-        self.writer = WebSocketWriter(lane, transport, limit=READ_LIMIT, compress=0)
-        self._closed = False
-        self._closing = False
-        self._waiting = False
-        self._close_wait: asyncio.Future[None] | None = None
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
-
-    async def send_str(self, data: str) -> None:
-        await self.writer.send_frame(data.encode("utf-8"), WSMsgType.TEXT)
-
-    async def pong(self, message: bytes = b"") -> None:
-        await self.writer.send_frame(message, WSMsgType.PONG)
-
-    async def receive(self) -> WSMessage:
-        """As ``WebSocketResponse.receive`` with ``autoping=False, autoclose=True`` and no timeout."""
-        while True:
-            if self._closed:
-                return WSMessage(WSMsgType.CLOSED, None, None)
-            if self._closing:
-                return WS_CLOSING_MESSAGE
-            try:
-                self._waiting = True
-                try:
-                    msg = await self.queue.read()
-                finally:
-                    self._waiting = False
-                    if self._close_wait is not None and not self._close_wait.done():
-                        self._close_wait.set_result(None)
-            except EofStream:
-                await self.close()
-                return WSMessage(WSMsgType.CLOSED, None, None)
-            except WebSocketError as exc:
-                await self.close(code=exc.code)
-                return WSMessage(WSMsgType.ERROR, exc, None)
-            except Exception as exc:  # noqa: BLE001 - as aiohttp: an ERROR message
-                self._closing = True
-                await self.close()
-                return WSMessage(WSMsgType.ERROR, exc, None)
-            mtype = msg.type
-            if mtype is WSMsgType.CLOSE:
-                self._closing = True
-                if not self._closed:
-                    await self.close(drain=False)
-            elif mtype is WSMsgType.CLOSING:
-                self._closing = True
-            return msg
-
-    async def close(self, *, code: int = WSCloseCode.OK, message: bytes = b"", drain: bool = True) -> bool:
-        """As ``WebSocketResponse.close``: send a close frame, then wait for the client's (10 s)."""
-        if self._closed:
-            return False
-        self._closed = True
-        transport = self.transport
-        try:
-            await self.writer.close(code, message)
-            if drain:
-                await self.lane._drain_helper()
-        except (asyncio.CancelledError, asyncio.TimeoutError):
-            transport.close()
-            raise
-        except Exception:  # noqa: BLE001
-            transport.close()
-            return True
-        if self._waiting:
-            self._close_wait = self.lane._loop.create_future()
-            self.queue.feed_data(WS_CLOSING_MESSAGE, 0)
-            await self._close_wait
-        if self._closing:
-            transport.close()
-            return True
-        try:
-            await asyncio.wait_for(self._await_close_frame(), CLOSE_TIMEOUT_S)
-        except asyncio.CancelledError:
-            transport.close()
-            raise
-        except Exception:  # noqa: BLE001 - timeout, EOF: the connection is closed either way
-            transport.close()
-        return True
-
-    async def _await_close_frame(self) -> None:
-        while True:
-            msg = await self.queue.read()
-            if msg.type is WSMsgType.CLOSE:
-                self.transport.close()
-                return

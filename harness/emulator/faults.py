@@ -16,6 +16,7 @@ from typing import Any
 HTTP_TARGETS = frozenset({"anonymous-authorize", "authenticate", "csds", "signup"})
 SOCKET_TARGETS = frozenset({"connect", "ping", "hold"})
 WILDCARD = "*"
+PLAN_KEYS = ("latency", "faults", "seed")  # a plan's JSON form: in config files and at /admin/faults
 _TARGET_RE = re.compile(r"^[A-Za-z0-9_.$*-]{1,64}$")
 
 
@@ -317,9 +318,9 @@ class FaultPlan:
             return cls()
         if not isinstance(cfg, dict):
             raise ConfigError("the fault configuration must be a JSON object with 'latency', 'faults', 'seed'")
-        unknown = set(cfg) - {"latency", "faults", "seed"}
+        unknown = set(cfg) - set(PLAN_KEYS)
         if unknown:
-            raise ConfigError(f"unknown keys {sorted(unknown)} (expected latency, faults, seed)")
+            raise ConfigError(f"unknown keys {sorted(unknown)} (expected {', '.join(PLAN_KEYS)})")
         seed = cfg.get("seed")
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
             raise ConfigError("seed must be an integer or null")

@@ -8,14 +8,16 @@ docs are silent (lp-protocol.md section 4.1); docs/emulator.md lists them.
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from harness.protocol import idp as contract
 from harness.protocol import tokens
+from harness.protocol.closing import expiry_close_code, is_anonymous, mark_anonymous, rejection_close_code
+from harness.protocol.handshake import HandshakeError, token_of_authorization
 from harness.protocol.tokens import (
     Signer,
     SigningKey,
@@ -28,23 +30,6 @@ from harness.protocol.tokens import (
 )
 
 ANON_KID = "00002"  # the anonymous-identity key; LP tokens carry kid 00001 as in the docs' examples
-ANON_FLAG = "lp_anon"  # our marker inside "lp.ext": this LP token stands for an unauthenticated identity
-
-
-class IssuingVerifier(TokenVerifier):
-    """A :class:`TokenVerifier` that also knows the tokens this IDP issued with the same key.
-
-    A token's text that this process signed itself needs no signature check: its claims are
-    put in the verified-token cache when it is issued, and :meth:`TokenVerifier.verify` then
-    checks audience and expiry exactly as for any cache hit (bounded the same way). Tokens
-    from elsewhere (another ``--processes`` worker, a brand) are verified in full as before.
-    """
-
-    def remember(self, token: str, claims: dict[str, Any]) -> None:
-        cache = self._cache
-        cache[token] = claims
-        if len(cache) > self.cache_size:
-            cache.popitem(last=False)
 
 
 class IdpError(Exception):
@@ -57,7 +42,7 @@ class IdpError(Exception):
         self.message = message
 
     def body(self) -> dict[str, Any]:
-        return {"code": self.status, "error": self.error, "message": self.message}
+        return contract.error_body(self.status, self.error, self.message)
 
 
 def token_error(exc: TokenError, wrong_account_status: int = 403) -> IdpError:
@@ -71,6 +56,27 @@ def token_error(exc: TokenError, wrong_account_status: int = 403) -> IdpError:
     return IdpError(401, "invalid_token", (exc.detail or exc.reason)[:200])
 
 
+def socket_token(authorization: str) -> str:
+    """The LP token of a handshake's ``Authorization`` header; TokenMalformed if it is not ``jwt <token>``."""
+    try:
+        return token_of_authorization(authorization)
+    except HandshakeError as exc:
+        raise TokenMalformed(exc.detail) from None
+
+
+def rejection_code(exc: TokenError, token: str | None) -> int:
+    """The close code for a socket token refused after accepting the socket: 4407 when it was an
+    expired token of an anonymous identity, else 4401."""
+    expired = isinstance(exc, TokenExpired)
+    claims = None
+    if expired and token:
+        try:
+            claims = tokens.unverified_claims(token)
+        except TokenError:
+            claims = None
+    return rejection_close_code(expired, claims)
+
+
 @dataclass(frozen=True, slots=True)
 class Identity:
     """A verified LP token: who the consumer is and when the socket must close."""
@@ -82,8 +88,7 @@ class Identity:
 
     @property
     def expiry_close_code(self) -> int:
-        # PROTO: 4407 asks to extend an unauthenticated identity at the IDP; 4401 asks for a fresh token.
-        return 4407 if self.anonymous else 4401
+        return expiry_close_code(self.anonymous)
 
 
 class Idp:
@@ -105,10 +110,10 @@ class Idp:
         self.anon_lifetime_s = anon_lifetime_s
         self.lp_lifetime_s = lp_lifetime_s
         self.account = account
-        self._anon = IssuingVerifier([anon_key.public_key])
+        self._anon = TokenVerifier([anon_key.public_key])
         self._anon_refresh = TokenVerifier([anon_key.public_key], leeway_s=anon_refresh_window_s)
         self._external = TokenVerifier(list(trusted_keys))
-        self._lp = IssuingVerifier([lp_key.public_key])
+        self._lp = TokenVerifier([lp_key.public_key])
         self._anon_signer = Signer(anon_key)
         self._lp_signer = Signer(lp_key)
 
@@ -118,26 +123,19 @@ class Idp:
             raise IdpError(404, "unknown_account", f"account {account!r} is not served by this emulator")
 
     @staticmethod
-    def token_field(body: Any, *keys: str) -> str | None:
-        """The first of ``keys`` present in a JSON object body; IdpError(400) if the body is wrong."""
-        if body is None:
-            return None
-        if not isinstance(body, dict):
-            raise IdpError(400, "invalid_request", "the body must be a JSON object")
-        for key in keys:
-            if key in body:
-                value = body[key]
-                if not isinstance(value, str) or not value:
-                    raise IdpError(400, "invalid_request", f"{key} must be a non-empty string")
-                return value
-        return None
+    def token_field(body: Any, fields: tuple[str, ...]) -> str | None:
+        """The token a request body carries under one of ``fields``; IdpError(400) if the body is wrong."""
+        try:
+            return contract.token_field(body, fields)
+        except contract.BodyError as exc:
+            raise IdpError(400, "invalid_request", str(exc)) from None
 
     # ------------------------------------------------------------------ endpoints
     def anonymous_authorize(self, account: str, body: Any, now: float | None = None) -> dict[str, str]:
         """A new anonymous identity, or (body ``{"id_token": old}``) the old one extended."""
         self.check_account(account)
         now = time.time() if now is None else now
-        old = self.token_field(body, "id_token", "authCode")
+        old = self.token_field(body, contract.REFRESH_FIELDS)
         sub = None
         if old is not None:
             try:
@@ -149,7 +147,7 @@ class Idp:
         claims = tokens.anonymous_claims(account, now, self.anon_lifetime_s, sub)
         token = self._anon_signer.sign(claims)
         self._anon.remember(token, claims)
-        return {"jwt": token, "token": token}
+        return contract.token_answer(token)
 
     def signup(self, account: str, now: float | None = None) -> dict[str, str]:
         """The docs' demo-only ``/signup``: an LP token for a fresh anonymous identity at once."""
@@ -157,15 +155,15 @@ class Idp:
         now = time.time() if now is None else now
         external = tokens.anonymous_claims(account, now, self.anon_lifetime_s)
         token = self._lp_token(account, external, True, now)
-        return {"jwt": token, "token": token}
+        return contract.token_answer(token)
 
     def authenticate(self, account: str, body: Any, now: float | None = None) -> dict[str, str]:
         """Exchange an external (or anonymous) identity token for the LP token of the socket."""
         self.check_account(account)
         now = time.time() if now is None else now
-        external_token = self.token_field(body, "authCode", "id_token")
+        external_token = self.token_field(body, contract.AUTHENTICATE_FIELDS)
         if external_token is None:
-            raise IdpError(400, "invalid_request", "the body must carry authCode or id_token")
+            raise IdpError(400, "invalid_request", f"the body must carry {' or '.join(contract.AUTHENTICATE_FIELDS)}")
         anonymous = True
         try:
             claims = self._anon.verify(external_token, account, now)
@@ -180,12 +178,12 @@ class Idp:
         if not isinstance(claims.get("sub"), str) or not claims["sub"]:
             raise token_error(TokenMalformed("no sub claim"))
         token = self._lp_token(account, claims, anonymous, now)
-        return {"jwt": token, "token": token}
+        return contract.token_answer(token)
 
     def _lp_token(self, account: str, external: dict[str, Any], anonymous: bool, now: float) -> str:
         claims = tokens.lp_claims(account, external, now, self.lp_lifetime_s)
         if anonymous:
-            claims["lp.ext"][ANON_FLAG] = True
+            mark_anonymous(claims)
         token = self._lp_signer.sign(claims)
         self._lp.remember(token, claims)
         return token
@@ -193,14 +191,12 @@ class Idp:
     # ------------------------------------------------------------------ the socket's credential
     def verify_lp_token(self, token: str, account: str, now: float | None = None) -> Identity:
         """The identity of an LP token presented to the messaging socket, or a TokenError."""
-        claims = self._lp.verify(token, account, now)
+        claims = self._lp.verify(token, account, time.time() if now is None else now)
         sub = claims.get("sub")
         if not isinstance(sub, str) or not sub:
             raise TokenMalformed("no sub claim")
-        ext = claims.get("lp.ext")
-        anonymous = isinstance(ext, dict) and ext.get(ANON_FLAG) is True
-        return Identity(sub, account, float(claims["exp"]), anonymous)
+        return Identity(sub, account, float(claims["exp"]), is_anonymous(claims))
 
-
-def new_conversation_id() -> str:
-    return str(uuid.uuid4())
+    def socket_identity(self, authorization: str, account: str, now: float | None = None) -> Identity:
+        """The identity of a handshake's ``Authorization`` header value, or a TokenError."""
+        return self.verify_lp_token(socket_token(authorization), account, now)

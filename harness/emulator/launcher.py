@@ -21,6 +21,8 @@ import urllib.request
 from collections.abc import Mapping, Sequence
 from typing import IO, Any
 
+from harness.emulator.process import LIFELINE_ENV
+
 
 class EmulatorError(RuntimeError):
     """The emulator did not start, or its admin API refused a request."""
@@ -68,7 +70,7 @@ class EmulatorProcess:
             raise EmulatorError("emulator already started")
         env = dict(os.environ if self._env is None else self._env)
         env.setdefault("PYTHONUNBUFFERED", "1")
-        env["LP_EMULATOR_LIFELINE"] = "1"
+        env[LIFELINE_ENV] = "1"
         self._proc = subprocess.Popen(
             self.command,
             stdin=subprocess.PIPE,  # the lifeline: its EOF (we are gone, even by SIGKILL) stops the emulator
@@ -179,6 +181,10 @@ class EmulatorProcess:
 
     def health(self) -> dict[str, Any]:
         return self.admin("GET", "/admin/health")
+
+    def config(self) -> dict[str, Any]:
+        """The options the emulator runs with, under their config-file keys."""
+        return self.admin("GET", "/admin/config")
 
     def wait_until(self, predicate: Any, timeout: float = 5.0, interval: float = 0.02) -> dict[str, Any]:
         """Poll the ledger until ``predicate(ledger)`` is true; returns that ledger (tests' helper)."""

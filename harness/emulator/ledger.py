@@ -12,7 +12,9 @@ import math
 import time
 from typing import Any
 
-PERCENTILES = (("p50", 0.50), ("p90", 0.90), ("p95", 0.95), ("p99", 0.99))
+from harness.reports.percentiles import LABELLED
+
+PERCENTILES = LABELLED  # (("p50", 0.5), ..., ("p99_9", 0.999)): the project's one list
 
 
 def bucket_ms(ms: float) -> float:
@@ -54,7 +56,7 @@ class Histogram:
 
 
 def summarise(buckets: dict[float, int], count: int, total_ms: float, max_ms: float) -> dict[str, float]:
-    """count/mean/p50/p90/p95/p99/max from bucket counts (percentiles are bucket values)."""
+    """count, mean, each of :data:`PERCENTILES` and max from bucket counts (percentiles are bucket values)."""
     out: dict[str, float] = {"count": count, "mean": round(total_ms / count, 4) if count else 0.0}
     ordered = sorted(buckets.items())
     for name, q in PERCENTILES:
@@ -91,6 +93,13 @@ class TargetStats:
     def error(self, key: int | str) -> None:
         k = str(key)
         self.errors[k] = self.errors.get(k, 0) + 1
+
+    def answered(self, code: int) -> None:
+        """Count an answer by its status or response code: ``ok`` for 2xx, else ``errors[code]``."""
+        if 200 <= code < 300:
+            self.ok += 1
+        else:
+            self.error(code)
 
     def fault(self, kind: str) -> None:
         self.faults[kind] = self.faults.get(kind, 0) + 1
@@ -152,6 +161,14 @@ class Ledger:
         stats = self.targets.get(key)
         if stats is None:
             stats = self.targets[key] = TargetStats()
+        return stats
+
+    def arrived(self, key: str) -> TargetStats:
+        """Count one request (handshake, ping, frame) of ``key`` as received; its stats to count the rest."""
+        stats = self.targets.get(key)
+        if stats is None:
+            stats = self.targets[key] = TargetStats()
+        stats.received += 1
         return stats
 
     # sockets ------------------------------------------------------------------------

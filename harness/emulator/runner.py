@@ -7,21 +7,22 @@ a real loopback socket inside their own event loop.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import socket
 import ssl
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
-from harness.emulator.cli import install_stop_signals, listen_socket, url_for, watch_lifeline
+from harness.emulator import fastsocket
 from harness.emulator.config import EmulatorConfig
+from harness.emulator.fastlane import FastLane, Hooks
+from harness.emulator.process import install_stop_signals, listen_socket, url_for, watch_lifeline
 from harness.emulator.server import Emulator
-from harness.protocol.messages import CloseCode
+from harness.emulator.tls import make_self_signed, server_context
 
 log = logging.getLogger("lp-emulator")
 
@@ -33,22 +34,14 @@ class RunningEmulator:
     url: str
     monitor: asyncio.Future[None] | None = None
     ssl_context: ssl.SSLContext | None = None
+    lanes: set[FastLane] = field(default_factory=set)  # open fast-lane connections
 
     async def stop(self, grace_s: float = 2.0) -> None:
         """Close every socket with 1001 (going away), then stop serving."""
-        emulator = self.emulator
         if self.monitor is not None:
             self.monitor.cancel()
-        socks = list(emulator.sockets)
-        if socks:
-            for sock in socks:
-                if sock.closed_by is None:
-                    sock.closed_by = "server"
-                    emulator.ledger.server_close(CloseCode.GOING_AWAY)
-            closes = [s.ws.close(code=CloseCode.GOING_AWAY, message=b"emulator stopping") for s in socks]
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(asyncio.gather(*closes, return_exceptions=True), grace_s)
-        for lane in list(emulator.lanes):
+        await self.emulator.sockets.close_all(grace_s)
+        for lane in list(self.lanes):
             lane.close()
         await self.runner.cleanup()
 
@@ -56,31 +49,28 @@ class RunningEmulator:
 class FastLaneSite(web.SockSite):
     """``web.SockSite`` whose connections are read first by :class:`~harness.emulator.fastlane.FastLane`."""
 
-    __slots__ = ("_emulator",)
+    __slots__ = ("_hooks", "_lanes")
 
-    def __init__(self, runner: web.AppRunner, sock: socket.socket, emulator: Emulator, **kwargs: Any) -> None:
+    def __init__(
+        self, runner: web.AppRunner, sock: socket.socket, hooks: Hooks, lanes: set[FastLane], **kwargs: Any
+    ) -> None:
         super().__init__(runner, sock, **kwargs)
-        self._emulator = emulator
+        self._hooks = hooks
+        self._lanes = lanes
 
     async def start(self) -> None:
         await web.BaseSite.start(self)  # registers the site with the runner (stopped by cleanup)
-        from harness.emulator.fastlane import FastLane
-
         server = self._runner.server
         assert server is not None
-        emulator, lanes = self._emulator, self._emulator.lanes
+        hooks, lanes = self._hooks, self._lanes
         self._server = await asyncio.get_running_loop().create_server(
-            lambda: FastLane(emulator, server, lanes), sock=self._sock, backlog=self._backlog
+            lambda: FastLane(hooks, server, lanes), sock=self._sock, backlog=self._backlog
         )
 
 
 def use_fast_lane(config: EmulatorConfig) -> bool:
     """The fast lane serves plain HTTP only, and only where this aiohttp has what it needs."""
-    if config.tls:
-        return False
-    from harness.emulator import fastlane
-
-    return fastlane.available()
+    return not config.tls and fastsocket.available()
 
 
 async def start(
@@ -98,16 +88,15 @@ async def start(
         sock = listen_socket(config.host, config.port)
     ssl_context = None
     if config.tls:
-        from harness.emulator.tls import make_self_signed, server_context
-
         if config.tls_cert and config.tls_key:
             cert, key = Path(config.tls_cert), Path(config.tls_key)
         else:
             cert, key = make_self_signed(config.host, config.tls_dir)
         ssl_context = server_context(cert, key)
         emulator.tls_cert = str(cert)
+    lanes: set[FastLane] = set()
     if ssl_context is None and use_fast_lane(config):
-        site: web.SockSite = FastLaneSite(runner, sock, emulator, backlog=config.backlog)
+        site: web.SockSite = FastLaneSite(runner, sock, emulator.fast_lane_hooks(), lanes, backlog=config.backlog)
     else:
         site = web.SockSite(runner, sock, ssl_context=ssl_context, backlog=config.backlog)
     await site.start()
@@ -115,9 +104,9 @@ async def start(
     url = url_for(config.host, port, config.tls)
     emulator.url = url
     emulator.public_host = url.split("://", 1)[1]
-    asyncio.get_running_loop().set_exception_handler(emulator.loop_exception_handler)
-    monitor = asyncio.ensure_future(emulator.fd_monitor(sock.fileno()))
-    return RunningEmulator(emulator, runner, url, monitor, ssl_context)
+    asyncio.get_running_loop().set_exception_handler(emulator.fd_monitor.loop_exception_handler)
+    monitor = asyncio.ensure_future(emulator.fd_monitor.probe(sock.fileno()))
+    return RunningEmulator(emulator, runner, url, monitor, ssl_context, lanes)
 
 
 async def serve(
@@ -142,9 +131,10 @@ async def serve(
         f", TLS certificate {running.emulator.tls_cert}" if running.emulator.tls_cert else "",
     )
     stop = asyncio.Event()
-    install_stop_signals(asyncio.get_running_loop(), stop)
-    watch_lifeline(asyncio.get_running_loop(), stop)
+    loop = asyncio.get_running_loop()
+    install_stop_signals(loop, stop)
+    watch_lifeline(loop, stop)
     await stop.wait()
-    log.info("stopping: %d sockets open", len(running.emulator.sockets))
+    log.info("stopping: %d sockets open", len(running.emulator.sockets.open))
     await running.stop()
     return 0

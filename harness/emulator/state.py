@@ -106,21 +106,6 @@ def classify(text: str | bytes) -> tuple[str, Request | None, str]:
     return UNKNOWN, req, ""
 
 
-def best_effort_id(text: str | bytes) -> str:
-    """The id of a frame that failed to parse as a request, if one can be read; else "0"."""
-    import json
-
-    try:
-        data = json.loads(text)
-    except (ValueError, TypeError, RecursionError):
-        return NO_REQ_ID
-    if isinstance(data, dict):
-        value = data.get("id")
-        if isinstance(value, (str, int)) and not isinstance(value, bool) and 0 < len(str(value)) <= 64:
-            return str(value)
-    return NO_REQ_ID
-
-
 def string_response(req_id: str, code: int, text: str) -> str:
     return encode_response(req_id, STRING_RESP, code, text[:MAX_STRING_BODY])
 

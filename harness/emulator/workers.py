@@ -2,9 +2,8 @@
 
 The parent makes the signing keys (and the TLS certificate) once, so a token issued by one
 worker is valid on every other, then forks the workers. Each worker also listens on a private
-loopback port; an admin request on the shared port, whichever worker the kernel hands it
-to, asks its siblings there (``?local=1``) and answers with the sum, and a PUT/reset is passed
-on to all of them. Conversation state stays per worker (see docs/emulator.md).
+loopback port, where its siblings' admin API reaches it (:mod:`.peers`). Conversation state
+stays per worker (see docs/emulator.md).
 """
 
 from __future__ import annotations
@@ -20,36 +19,22 @@ import time
 from dataclasses import replace
 from typing import Any
 
+from aiohttp import web
+from cryptography.hazmat.primitives import serialization
+
 from harness.emulator.config import EmulatorConfig
-from harness.emulator.ledger import merge_snapshots
+from harness.emulator.idp import ANON_KID
+from harness.emulator.process import install_stop_signals, lifeline_fd, listen_socket, run_loop, url_for
+from harness.emulator.runner import start
+from harness.emulator.server import Emulator
+from harness.emulator.tls import make_self_signed
+from harness.protocol import tokens
 
 log = logging.getLogger("lp-emulator")
 
 
-async def _fetch(session: Any, method: str, url: str, data: bytes | None = None) -> Any:
-    async with session.request(method, url, data=data, ssl=False) as answer:
-        return await answer.json()
-
-
-async def gather_ledgers(own: dict[str, Any], peers: list[str]) -> dict[str, Any]:
-    import aiohttp
-
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
-        others = await asyncio.gather(*(_fetch(session, "GET", p + "/admin/ledger?local=1") for p in peers))
-    return merge_snapshots([own, *others])
-
-
-async def broadcast(peers: list[str], method: str, path: str, data: bytes | None = None) -> None:
-    import aiohttp
-
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
-        await asyncio.gather(*(_fetch(session, method, p + path, data) for p in peers))
-
-
 def _worker(config: EmulatorConfig, index: int, lp_pem: bytes, anon_pem: bytes, port: int, conn: Any) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
-    from harness.emulator.cli import run_loop
-
     try:
         sys.exit(run_loop(_worker_main(config, index, lp_pem, anon_pem, port, conn)))
     except KeyboardInterrupt:
@@ -57,20 +42,10 @@ def _worker(config: EmulatorConfig, index: int, lp_pem: bytes, anon_pem: bytes, 
 
 
 async def _worker_main(config: EmulatorConfig, index: int, lp_pem: bytes, anon_pem: bytes, port: int, conn: Any) -> int:
-    from aiohttp import web
-
-    from harness.emulator.cli import install_stop_signals, listen_socket, url_for
-    from harness.emulator.idp import ANON_KID
-    from harness.emulator.runner import start
-    from harness.emulator.server import Emulator
-    from harness.protocol import tokens
-
     emulator = Emulator(
         config, lp_key=tokens.load_private_key(lp_pem), anon_key=tokens.load_private_key(anon_pem, kid=ANON_KID)
     )
-    emulator.worker_index = index
-    emulator.plan = config.plan.with_worker(index)
-    emulator.public_plan = config.plan
+    emulator.use_plan(config.plan, worker=index)
     running = await start(config, sock=listen_socket(config.host, port, reuse_port=True), emulator=emulator)
     private_sock = listen_socket("127.0.0.1", 0)
     site = web.SockSite(running.runner, private_sock, ssl_context=running.ssl_context)
@@ -91,16 +66,10 @@ async def _worker_main(config: EmulatorConfig, index: int, lp_pem: bytes, anon_p
 
 def run_workers(config: EmulatorConfig) -> int:
     """The parent: keys, port, workers, the URL line, then wait for SIGTERM/SIGINT."""
-    from harness.emulator.cli import lifeline_fd, listen_socket, url_for
-    from harness.emulator.idp import ANON_KID
-    from harness.protocol import tokens
-
     lp_key = tokens.generate_signing_key(config.key_bits)
     anon_key = tokens.generate_signing_key(config.key_bits, kid=ANON_KID)
     lp_pem, anon_pem = (_private_pem(k) for k in (lp_key, anon_key))
     if config.tls and not config.tls_cert:
-        from harness.emulator.tls import make_self_signed
-
         cert, key = make_self_signed(config.host, config.tls_dir)
         config = replace(config, tls_cert=str(cert), tls_key=str(key))
     try:
@@ -167,9 +136,7 @@ def _stop_all(workers: list[Any]) -> None:
             w.join(5)
 
 
-def _private_pem(key: Any) -> bytes:
-    from cryptography.hazmat.primitives import serialization
-
+def _private_pem(key: tokens.SigningKey) -> bytes:
     return key.private_key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )

@@ -5,6 +5,7 @@ package, the way ``h11`` and ``websockets`` keep a sans-I/O core: frames and tok
 typed values come out, and nothing here opens a socket, sleeps or imports an event loop.
 """
 
+from harness.protocol.closing import CloseCode, close_reason
 from harness.protocol.correlation import Correlator, PendingRequest, RequestIds
 from harness.protocol.envelope import (
     Envelope,
@@ -19,7 +20,7 @@ from harness.protocol.envelope import (
     parse,
     parse_request,
 )
-from harness.protocol.messages import CloseCode, MessageType, close_reason, response_type_for
+from harness.protocol.messages import MessageType, response_type_for
 
 __all__ = [
     "CloseCode",

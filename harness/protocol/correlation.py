@@ -19,6 +19,8 @@ W = TypeVar("W")
 class RequestIds:
     """Ids unique per socket: "1", "2", ... (the tutorial's first request uses id 1)."""
 
+    __slots__ = ("_counter",)
+
     def __init__(self, start: int = 1) -> None:
         self._counter = itertools.count(start)
 
@@ -34,7 +36,7 @@ class PendingRequest(Generic[W]):
     sent_at: float = 0.0
 
 
-@dataclass
+@dataclass(slots=True)  # one per held socket: no per-instance dict
 class Correlator(Generic[W]):
     """Outstanding requests of one socket, keyed by request id."""
 

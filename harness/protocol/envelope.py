@@ -8,7 +8,9 @@ input that is not a well-formed envelope. The ``encode_*`` functions build frame
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Final
 
 MAX_ID_LENGTH: Final = 64
@@ -128,6 +130,32 @@ def parse_request(frame: str | bytes | bytearray) -> Request:
         raise ProtocolError("not a request", type(envelope).__name__.lower())
     return envelope
 
+
+def salvage_id(frame: str | bytes | bytearray, key: str) -> str | None:
+    """The request id (``key``: ``"id"`` or ``"reqId"``) of a frame that failed to parse, if it names one.
+
+    A server answers a broken request under the id it carried, and a client fails the request a
+    broken response names instead of leaving it to time out; both read the id the same way: the
+    top-level field when the frame is a JSON object, else the first ``"key": value`` in its text.
+    """
+    try:
+        data = json.loads(frame)
+    except (ValueError, TypeError, RecursionError):
+        data = None
+    if isinstance(data, dict):
+        value = data.get(key)
+        if isinstance(value, (str, int)) and not isinstance(value, bool) and 0 < len(str(value)) <= MAX_ID_LENGTH:
+            return str(value)
+        return None
+    text = frame if isinstance(frame, str) else bytes(frame).decode("utf-8", "replace")
+    m = _id_pattern(key).search(text)
+    return (m.group(1) or m.group(2)) if m else None
+
+
+@lru_cache(maxsize=8)
+def _id_pattern(key: str) -> re.Pattern[str]:
+    n = MAX_ID_LENGTH
+    return re.compile(rf'"{re.escape(key)}"\s*:\s*(?:"([^"]{{1,{n}}})"|(\d{{1,{n}}}))')
 
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 

@@ -1,6 +1,6 @@
-"""Message type names, response codes and WebSocket close codes of the consumer API.
+"""Message type names, response codes and conversation bodies of the consumer API (close codes: closing.py).
 
-Every name here comes from ``shared/reference/lp-protocol.md`` (section 3) or the published
+Every name here comes from ``docs/lp-protocol.md`` (section 3) or the published
 schemas; where the docs are silent (e.g. the GetClock response type) the choice is marked.
 """
 
@@ -85,39 +85,6 @@ class Code(IntEnum):
     TOO_MANY_REQUESTS = HTTPStatus.TOO_MANY_REQUESTS
     INTERNAL_ERROR = HTTPStatus.INTERNAL_SERVER_ERROR
     SERVICE_UNAVAILABLE = HTTPStatus.SERVICE_UNAVAILABLE
-
-
-class CloseCode(IntEnum):
-    """WebSocket close codes: RFC 6455 plus LivePerson's two (lp-protocol.md 3.5)."""
-
-    NORMAL = 1000
-    GOING_AWAY = 1001
-    PROTOCOL_ERROR = 1002
-    ABNORMAL = 1006  # never sent on the wire: no close frame was received
-    POLICY_VIOLATION = 1008
-    INTERNAL_ERROR = 1011
-    TOKEN_EXPIRED = 4401  # a fresh token is needed
-    IDENTITY_EXPIRED = 4407  # unauthenticated identity must be extended at the IDP
-
-
-_CLOSE_REASONS: Final = {
-    CloseCode.NORMAL: "normal closure",
-    CloseCode.GOING_AWAY: "going away",
-    CloseCode.PROTOCOL_ERROR: "protocol error",
-    CloseCode.ABNORMAL: "connection dropped without a close frame",
-    CloseCode.POLICY_VIOLATION: "idle timeout",
-    CloseCode.INTERNAL_ERROR: "server error",
-    CloseCode.TOKEN_EXPIRED: "token expired: get a new token from the IDP and reconnect",
-    CloseCode.IDENTITY_EXPIRED: "unauthenticated identity expired: extend it at the IDP",
-}
-
-
-def close_reason(code: int) -> str:
-    """A short human reason for a close code (used in close frames and failure messages)."""
-    try:
-        return _CLOSE_REASONS[CloseCode(code)]
-    except ValueError:
-        return "other close code: wait briefly and reconnect"
 
 
 def close_conversation_body(conversation_id: str) -> dict[str, object]:

@@ -1,38 +1,95 @@
-"""URL paths of the IDP, CSDS and messaging endpoints, and how to join them to a host setting.
+"""Every URL of the IDP, CSDS and messaging endpoints, declared once for the client and the server.
 
-Settings may name a host the way the tutorial does (``va.idp.liveperson.net``) or a full URL
-(``http://127.0.0.1:8080``); :func:`base_url` makes either into a scheme://host[:port] base.
+A :class:`Route` is a path template (``/api/account/{account}/authenticate``). The client fills it
+(:meth:`Route.path`), the emulator registers it with aiohttp (:attr:`Route.template`) and its fast
+lane matches raw request targets against it (:meth:`Route.match`), so the three can never name a
+different path. Settings may name a host the way the tutorial does (``va.idp.liveperson.net``) or
+a full URL (``http://127.0.0.1:8080``); :func:`base_url` makes either into a scheme://host[:port] base.
 """
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass, field
 from typing import Final
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 ASYNC_MESSAGING_SERVICE: Final = "asyncMessagingEnt"
 IDP_SERVICE: Final = "idp"
-CONSUMER_WS_VERSION: Final = "3"
+CONSUMER_WS_VERSION: Final = "3"  # ?v=3 on the consumer socket (lp-protocol.md 3.1)
+CSDS_VERSION: Final = "1.0"  # ?version=1.0 on CSDS lookups (lp-protocol.md 1)
+CONNECTOR_AUTH_VERSION: Final = "3.0"  # ?v=3.0 on the connector form of authenticate
+# What CSDS lists for an account: the two this flow needs and the others a console client asks for.
+CSDS_SERVICES: Final = (IDP_SERVICE, ASYNC_MESSAGING_SERVICE, "liveEngageUI", "accdn", "agentVep")
+
+_PARAM = re.compile(r"\{(\w+)\}")
+_SEGMENT = "[^/]+"  # a path parameter is one segment, as aiohttp's {name} matches
+
+
+@dataclass(frozen=True)
+class Route:
+    """One endpoint: the ledger/fault ``target`` name, its HTTP ``methods`` and the path template."""
+
+    target: str
+    methods: tuple[str, ...]
+    template: str
+    _regex: re.Pattern[str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        parts = _PARAM.split(self.template)
+        pattern = "".join(
+            f"(?P<{part}>{_SEGMENT})" if i % 2 else re.escape(part) for i, part in enumerate(parts)
+        )
+        object.__setattr__(self, "_regex", re.compile(pattern))
+
+    @property
+    def params(self) -> tuple[str, ...]:
+        return tuple(_PARAM.findall(self.template))
+
+    def path(self, **params: str) -> str:
+        """The path for these parameters; each is percent-quoted so it stays one segment."""
+        return self.template.format(**{k: quote(str(v), safe="") for k, v in params.items()})
+
+    def match(self, path: str) -> dict[str, str] | None:
+        """The parameters of ``path`` (no query) if it is this route, else None."""
+        m = self._regex.fullmatch(path)
+        return m.groupdict() if m else None
+
+
+ANONYMOUS_AUTHORIZE: Final = Route("anonymous-authorize", ("POST",), "/api/account/{account}/anonymous/authorize")
+AUTHENTICATE: Final = Route("authenticate", ("POST",), "/api/account/{account}/authenticate")
+# The newer docs' form (UNAUTH): /app/{connector}/authenticate?v=3.0; the same exchange.
+CONNECTOR_AUTHENTICATE: Final = Route(
+    "authenticate", ("POST",), "/api/account/{account}/app/{connector}/authenticate"
+)
+SIGNUP: Final = Route("signup", ("POST",), "/api/account/{account}/signup")  # the docs' demo-only shortcut
+CSDS_SERVICE: Final = Route("csds", ("GET", "HEAD"), "/api/account/{account}/service/{service}/baseURI.json")
+CSDS_ALL: Final = Route("csds", ("GET", "HEAD"), "/api/account/{account}/service/baseURI.json")
+CONSUMER_SOCKET: Final = Route("connect", ("GET", "HEAD"), "/ws_api/account/{account}/messaging/consumer")
+
+IDP_ROUTES: Final = (ANONYMOUS_AUTHORIZE, AUTHENTICATE, CONNECTOR_AUTHENTICATE, SIGNUP)
+CSDS_ROUTES: Final = (CSDS_SERVICE, CSDS_ALL)
+ROUTES: Final = (*IDP_ROUTES, *CSDS_ROUTES, CONSUMER_SOCKET)
 
 
 def anonymous_authorize_path(account: str) -> str:
-    return f"/api/account/{account}/anonymous/authorize"
+    return ANONYMOUS_AUTHORIZE.path(account=account)
 
 
 def authenticate_path(account: str) -> str:
-    return f"/api/account/{account}/authenticate"
+    return AUTHENTICATE.path(account=account)
 
 
 def connector_authenticate_path(account: str, connector_id: str) -> str:
-    """The newer docs' form (UNAUTH): ``/app/{connectorId}/authenticate?v=3.0``."""
-    return f"/api/account/{account}/app/{connector_id}/authenticate"
+    return CONNECTOR_AUTHENTICATE.path(account=account, connector=connector_id)
 
 
 def consumer_socket_path(account: str) -> str:
-    return f"/ws_api/account/{account}/messaging/consumer?v={CONSUMER_WS_VERSION}"
+    return f"{CONSUMER_SOCKET.path(account=account)}?v={CONSUMER_WS_VERSION}"
 
 
 def csds_path(account: str, service: str) -> str:
-    return f"/api/account/{account}/service/{service}/baseURI.json?version=1.0"
+    return f"{CSDS_SERVICE.path(account=account, service=service)}?version={CSDS_VERSION}"
 
 
 def base_url(host_or_url: str, default_scheme: str = "https") -> str:

@@ -4,138 +4,44 @@ A change is a *regression* or an *improvement* only when it is both
 
 1. beyond the tolerance (``|change| > max(absolute, relative * base)``), and
 2. beyond what the two runs' own samples can explain: for percentiles the runs' distribution-free
-   order-statistic confidence intervals (from ``histogram_ms``) do not overlap; for the maximum the
-   exact bootstrap interval of the max does not overlap; for means a Welch z-test; for failure
-   ratios Fisher's exact test (few failures) or the two-proportion z-test; for throughput a
-   Poisson rate test.
+   order-statistic confidence intervals (from ``histogram_ms``) do not overlap; for the maximum an
+   exact exceedance test; for means a Welch z-test; for failure ratios Fisher's exact test (few
+   failures) or the two-proportion z-test; for throughput a Poisson rate test.
 
 Everything is closed form, so the same two files always give the same verdicts. docs/reports.md
-states the method precisely.
+states the method precisely. Whether the runs are comparable at all: :mod:`.comparability`.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from typing import Any, Final
 
 from harness.reports import histogram as H
 from harness.reports import inference
-from harness.reports.loading import ReportError
+from harness.reports.comparability import NotComparable, Tolerance, check_comparable
+from harness.reports.percentiles import QUANTILES, display, ms_key
+
+__all__ = [
+    "IMPROVED",
+    "NA",
+    "REGRESSED",
+    "UNCHANGED",
+    "NotComparable",
+    "Tolerance",
+    "check_comparable",
+    "compare",
+    "latency_rows",
+    "ratio_row",
+    "rps_row",
+]
 
 REGRESSED, IMPROVED, UNCHANGED, NA = "regressed", "improved", "unchanged", "n/a"
-LATENCY_METRICS: Final = (("p50", 0.50), ("p90", 0.90), ("p95", 0.95), ("p99", 0.99))
-STORED_KEYS: Final = {"p50": "p50_ms", "p90": "p90_ms", "p95": "p95_ms", "p99": "p99_ms"}
-# run fields that, when they differ, make a comparison meaningless (refused unless forced)
-REFUSE_FIELDS: Final = ("target", "scenario", "users")
-WARN_FIELDS: Final = ("spawn_rate", "processes", "account", "idp", "messaging", "harness_version", "locust_version")
-HOST_FIELDS: Final = ("idp", "messaging", "socket_url")  # random loopback ports on the embedded emulator
-IGNORED_SETTINGS: Final = ("label", "reports_dir")
-CLEAN_ENDS: Final = ("time limit", "completed", "stopped", None)
-
-
-@dataclass(frozen=True)
-class Tolerance:
-    """How big a change must be before it can count (the statistics decide whether it is real)."""
-
-    relative: float = 0.10  # latency and throughput: fraction of the base value
-    absolute_ms: float = 5.0  # latency: never flag less than this many ms
-    ratio: float = 0.005  # failure ratios: absolute, 0.005 = half a percentage point
-    confidence: float = 0.95  # each run's interval / the tests' two-sided level
-    duration: float = 0.25  # comparability: durations differing by more than this fraction are listed
-    family_wise: bool = True  # Bonferroni: split 1 - confidence over every metric judged
-
-    def __post_init__(self) -> None:
-        if not 0.5 <= self.confidence < 1.0:
-            raise ReportError(f"confidence must be in [0.5, 1), not {self.confidence}")
-        for name in ("relative", "absolute_ms", "ratio", "duration"):
-            if getattr(self, name) < 0:
-                raise ReportError(f"tolerance {name} must not be negative")
-
-
-@dataclass
-class Mismatch:
-    field: str
-    base: Any
-    candidate: Any
-    note: str = ""
-
-    def text(self) -> str:
-        return f"{self.field}: {_short(self.base)} vs {_short(self.candidate)}" + (
-            f" ({self.note})" if self.note else ""
-        )
-
-
-@dataclass
-class Comparability:
-    refusals: list[Mismatch] = field(default_factory=list)  # meaningless comparison unless forced
-    warnings: list[Mismatch] = field(default_factory=list)  # shown, not blocking
-
-    @property
-    def comparable(self) -> bool:
-        return not self.refusals
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "comparable": self.comparable,
-            "refusals": [asdict(m) | {"text": m.text()} for m in self.refusals],
-            "warnings": [asdict(m) | {"text": m.text()} for m in self.warnings],
-        }
-
-
-class NotComparable(ReportError):
-    """The runs differ in target, scenario or users; compare(..., force=True) to compare anyway."""
-
-    def __init__(self, comparability: Comparability) -> None:
-        self.comparability = comparability
-        items = "; ".join(m.text() for m in comparability.refusals)
-        super().__init__(f"runs are not comparable: {items} (use --force to compare anyway)")
-
-
-def check_comparable(
-    base: Mapping[str, Any], candidate: Mapping[str, Any], tol: Tolerance = Tolerance()
-) -> Comparability:
-    """What differs between the two runs' set-ups, split into refusals and warnings."""
-    out = Comparability()
-    rb, rc = base.get("run") or {}, candidate.get("run") or {}
-    for f in REFUSE_FIELDS:
-        if rb.get(f) != rc.get(f):
-            out.refusals.append(Mismatch(f, rb.get(f), rc.get(f), "comparison is meaningless"))
-    both_emulator = rb.get("target") == rc.get("target") == "emulator"
-    for f in WARN_FIELDS:
-        if both_emulator and f in HOST_FIELDS:
-            continue
-        if rb.get(f) != rc.get(f):
-            out.warnings.append(Mismatch(f, rb.get(f), rc.get(f)))
-    db, dc = rb.get("duration_s"), rc.get("duration_s")
-    numbers = isinstance(db, (int, float)) and isinstance(dc, (int, float)) and max(db, dc) > 0
-    if numbers and abs(db - dc) / max(db, dc) > tol.duration:
-        out.warnings.append(
-            Mismatch("duration_s", db, dc, f"differ by more than {tol.duration:.0%}; throughput and maxima move")
-        )
-    for who, r in (("base", rb), ("candidate", rc)):
-        if r.get("end_reason") not in CLEAN_ENDS:
-            out.warnings.append(
-                Mismatch("end_reason", rb.get("end_reason"), rc.get("end_reason"), f"the {who} run ended early")
-            )
-            break
-    sb, sc = rb.get("settings") or {}, rc.get("settings") or {}
-    for key in sorted(set(sb) | set(sc)):
-        if key in IGNORED_SETTINGS or (both_emulator and key in HOST_FIELDS):
-            continue
-        if sb.get(key) != sc.get(key):
-            out.warnings.append(Mismatch(f"settings.{key}", sb.get(key), sc.get(key)))
-    steps_b, steps_c = set(base.get("steps") or {}), set(candidate.get("steps") or {})
-    if steps_b != steps_c:
-        out.warnings.append(
-            Mismatch(
-                "steps", sorted(steps_b - steps_c), sorted(steps_c - steps_b), "steps only in base / only in candidate"
-            )
-        )
-    if rb.get("id") and rb.get("id") == rc.get("id"):
-        out.warnings.append(Mismatch("id", rb.get("id"), rc.get("id"), "the same run on both sides"))
-    return out
+# p99.9 is not judged: a run rarely has the samples beyond it for an interval that says anything
+LATENCY_METRICS: Final = tuple((display(q), q) for q in QUANTILES if q <= 0.99)
+STORED_KEYS: Final = {name: ms_key(q) for name, q in LATENCY_METRICS}
 
 
 # --------------------------------------------------------------------------------------- metric rows
@@ -493,8 +399,3 @@ def _int(d: Mapping[str, Any] | None, key: str) -> int | None:
         return None
     v = d.get(key)
     return int(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
-
-
-def _short(v: Any) -> str:
-    text = repr(v) if not isinstance(v, str) else v
-    return text if len(text) <= 60 else text[:57] + "..."

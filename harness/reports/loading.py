@@ -1,14 +1,21 @@
-"""Reading summaries from disk: a run folder or a ``summary.json``, checked for format and version."""
+"""Reading summaries from disk: a run folder or a ``summary.json``, checked for format and version.
+
+The JSON Schema of the format ships inside this package (:func:`load_schema`), so an installed
+lp-harness can validate a summary without the source tree.
+"""
 
 from __future__ import annotations
 
 import json
+from importlib import resources
 from pathlib import Path
 from typing import Any, Final
 
-FORMAT: Final = "lp-harness/summary"
-SUPPORTED_VERSIONS: Final = (1,)
+from harness.reports.summary import FORMAT, VERSION
+
+SUPPORTED_VERSIONS: Final = (VERSION,)  # older versions join this tuple when a reader for them is kept
 SUMMARY_FILE: Final = "summary.json"
+SCHEMA_FILE: Final = "summary.schema.json"
 
 
 class ReportError(Exception):
@@ -64,6 +71,6 @@ def expand_runs(paths: list[str | Path]) -> list[Path]:
     return out
 
 
-def schema_path() -> Path:
-    """reports/summary.schema.json in the checkout (tests and docs point here)."""
-    return Path(__file__).resolve().parents[2] / "reports" / "summary.schema.json"
+def load_schema() -> dict[str, Any]:
+    """The JSON Schema (draft 2020-12) of ``summary.json``, read from the installed package."""
+    return json.loads(resources.files(__package__).joinpath(SCHEMA_FILE).read_text(encoding="utf-8"))

@@ -1,19 +1,25 @@
-"""A comparison (``compare.compare``'s dict) as a terminal table, Markdown and a self-contained HTML page."""
+"""A comparison (``compare.compare``'s dict) as a terminal table, Markdown and a self-contained HTML page.
+
+The page's layout is ``templates/compare.html.j2``; this module chooses what goes in it.
+"""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from html import escape
-from typing import Any
+from typing import Any, Final
+
+from markupsafe import Markup
 
 from harness.reports import svg
-from harness.reports.compare import IMPROVED, NA, REGRESSED, UNCHANGED
-from harness.reports.pages import page, table
+from harness.reports.compare import IMPROVED, LATENCY_METRICS, NA, REGRESSED, UNCHANGED
+from harness.reports.pages import render
 
 MARK = {REGRESSED: "REGRESSED", IMPROVED: "improved", UNCHANGED: "", NA: "n/a"}
 MD_MARK = {REGRESSED: "🔴 regressed", IMPROVED: "🟢 improved", UNCHANGED: "unchanged", NA: "n/a"}
-SUMMARY_METRICS = ("p50", "p95", "p99", "fail_ratio", "rps")
+SUMMARY_METRICS = ("p50", "p95", "p99", "fail_ratio", "rps")  # the Markdown table's columns
+RUN_COLORS: Final = {"base": svg.BASE_COLOR, "candidate": svg.CAND_COLOR}
+BAR_METRICS: Final = (*(name for name, _ in LATENCY_METRICS), "mean")  # each step's percentile bars
 
 
 def value_text(v: float | None, unit: str) -> str:
@@ -171,87 +177,87 @@ def _md(text: str) -> str:
 def html(result: Mapping[str, Any], base: Mapping[str, Any], candidate: Mapping[str, Any]) -> str:
     """A self-contained page: overview charts, per-step distributions and percentile bars, phase failures."""
     b, c = _runs_line(result)
-    nb, nc = "base", "candidate"
-    body = [f"<h1>lp-harness compare</h1><p>base <b>{escape(b)}</b> vs candidate <b>{escape(c)}</b></p>"]
-    counts = result["counts"]
-    cls = "bad" if counts[REGRESSED] else "box"
-    body.append(
-        f'<div class="box {cls}"><b>{escape(verdict_line(result))}</b><br/>'
-        f'<span class="muted">{escape(_tolerance_line(result))}</span></div>'
-    )
     comp = result["comparability"]
-    if comp["refusals"] or comp["warnings"]:
-        items = [
-            f"<li><b>not comparable{' (forced)' if comp.get('forced') else ''}:</b> {escape(m['text'])}</li>"
-            for m in comp["refusals"]
-        ] + [f"<li>{escape(m['text'])}</li>" for m in comp["warnings"]]
-        body.append(f'<div class="box warn"><b>What differs between the runs</b><ul>{"".join(items)}</ul></div>')
-    body.append(_runs_table(base, candidate))
     steps = list(result["steps"])
-    body.append('<h2>Overview</h2><div class="charts">')
-    for metric in ("p50", "p95"):
-        vals = [
-            [_metric(result, s, metric, "base") for s in steps],
-            [_metric(result, s, metric, "candidate") for s in steps],
-        ]
-        body.append(
-            svg.bar_chart(
-                f"{metric} per step", steps, [(nb, svg.BASE_COLOR, vals[0]), (nc, svg.CAND_COLOR, vals[1])], unit="ms"
-            )
-        )
+    return render(
+        "compare.html.j2",
+        title=f"lp-harness compare: {b} vs {c}",
+        base=b,
+        candidate=c,
+        verdict=verdict_line(result),
+        tolerance=_tolerance_line(result),
+        regressed=bool(result["counts"][REGRESSED]),
+        refusals=[m["text"] for m in comp["refusals"]],
+        warnings=[m["text"] for m in comp["warnings"]],
+        forced=bool(comp.get("forced")),
+        run_rows=_run_rows(base, candidate),
+        overview=_overview_charts(result, steps),
+        steps=[_step_view(result, name, base, candidate) for name in steps],
+        phases=[
+            {"name": name, "sessions": _pair(p["sessions"]), "rows": _verdict_rows(p["metrics"] + p["categories"])}
+            for name, p in result["phases"].items()
+        ],
+        other=_verdict_rows(result["other"]),
+    )
+
+
+def _overview_charts(result: Mapping[str, Any], steps: list[str]) -> list[Markup]:
+    """p50 and p95 per step, then phase and step failure rates: base and candidate side by side."""
     phases = list(result["phases"])
-    pvals = [[_pct(result["phases"][p]["metrics"][0][who]) for p in phases] for who in ("base", "candidate")]
-    body.append(
-        svg.bar_chart(
-            "phase failure rate", phases, [(nb, svg.BASE_COLOR, pvals[0]), (nc, svg.CAND_COLOR, pvals[1])], unit="%"
-        )
-    )
-    fvals = [[_pct(_metric(result, s, "fail_ratio", who)) for s in steps] for who in ("base", "candidate")]
-    body.append(
-        svg.bar_chart(
-            "step failure rate", steps, [(nb, svg.BASE_COLOR, fvals[0]), (nc, svg.CAND_COLOR, fvals[1])], unit="%"
-        )
-    )
-    body.append("</div>")
-    body.append("<h2>Steps</h2>")
-    sb_all, sc_all = base.get("steps") or {}, candidate.get("steps") or {}
-    for name, s in result["steps"].items():
-        hb = (sb_all.get(name) or {}).get("histogram_ms") or {}
-        hc = (sc_all.get(name) or {}).get("histogram_ms") or {}
-        by = {r["metric"]: r for r in s["metrics"]}
-        markers = []
-        if by.get("p95") and by["p95"]["base"] is not None:
-            markers.append(("base p95", by["p95"]["base"], svg.BASE_COLOR))
-        if by.get("p95") and by["p95"]["candidate"] is not None:
-            markers.append(("candidate p95", by["p95"]["candidate"], svg.CAND_COLOR))
-        body.append(
-            f'<h3 id="step-{escape(name, quote=True)}">{escape(name)} <span class="muted">'
-            f"({escape(str(s.get('phase')))}, n = {escape(_pair(s['count']))})</span></h3>"
-        )
-        body.append('<div class="charts">')
-        body.append(
+    charts = []
+    for metric in ("p50", "p95"):
+        values = {who: [_metric(result, s, metric, who) for s in steps] for who in RUN_COLORS}
+        charts.append(svg.bar_chart(f"{metric} per step", steps, _both_runs(values), unit="ms"))
+    values = {who: [_pct(result["phases"][p]["metrics"][0][who]) for p in phases] for who in RUN_COLORS}
+    charts.append(svg.bar_chart("phase failure rate", phases, _both_runs(values), unit="%"))
+    values = {who: [_pct(_metric(result, s, "fail_ratio", who)) for s in steps] for who in RUN_COLORS}
+    charts.append(svg.bar_chart("step failure rate", steps, _both_runs(values), unit="%"))
+    return charts
+
+
+def _both_runs(values: Mapping[str, list[float | None]]) -> list[tuple[str, str, list[float | None]]]:
+    """Chart series for the base and the candidate, each in its colour."""
+    return [(who, color, values[who]) for who, color in RUN_COLORS.items()]
+
+
+def _step_view(
+    result: Mapping[str, Any], name: str, base: Mapping[str, Any], candidate: Mapping[str, Any]
+) -> dict[str, Any]:
+    """One step's section: both runs' distributions with their p95, the percentile bars, the rows."""
+    s = result["steps"][name]
+    hb = ((base.get("steps") or {}).get(name) or {}).get("histogram_ms") or {}
+    hc = ((candidate.get("steps") or {}).get(name) or {}).get("histogram_ms") or {}
+    by = {r["metric"]: r for r in s["metrics"]}
+    markers = []
+    if by.get("p95") and by["p95"]["base"] is not None:
+        markers.append(("base p95", by["p95"]["base"], svg.BASE_COLOR))
+    if by.get("p95") and by["p95"]["candidate"] is not None:
+        markers.append(("candidate p95", by["p95"]["candidate"], svg.CAND_COLOR))
+    bars = {who: [by[m][who] if m in by else None for m in BAR_METRICS] for who in RUN_COLORS}
+    errors = [
+        [tuple(by[m][f"{who}_ci"]) if m in by and by[m].get(f"{who}_ci") else None for m in BAR_METRICS]
+        for who in RUN_COLORS
+    ]
+    return {
+        "name": name,
+        "phase": s.get("phase"),
+        "n": _pair(s["count"]),
+        "charts": [
             svg.distribution_chart(
-                f"{name}: latency distribution", [(nb, hb, svg.BASE_COLOR), (nc, hc, svg.CAND_COLOR)], markers
-            )
-        )
-        pm = ("p50", "p90", "p95", "p99", "mean")
-        series, errors = [], []
-        for who, label, color in (("base", nb, svg.BASE_COLOR), ("candidate", nc, svg.CAND_COLOR)):
-            series.append((label, color, [by[m][who] if m in by else None for m in pm]))
-            errors.append([tuple(by[m][f"{who}_ci"]) if m in by and by[m].get(f"{who}_ci") else None for m in pm])
-        body.append(
-            svg.bar_chart(f"{name}: percentiles (whiskers: intervals used)", list(pm), series, unit="ms", errors=errors)
-        )
-        body.append("</div>")
-        body.append(_rows_table(s["metrics"]))
-    body.append("<h2>Phases</h2>")
-    for name, p in result["phases"].items():
-        body.append(f'<h3>{escape(name)} <span class="muted">(sessions {escape(_pair(p["sessions"]))})</span></h3>')
-        body.append(_rows_table(p["metrics"] + p["categories"]))
-    if result["other"]:
-        body.append("<h2>Sockets and pings</h2>" + _rows_table(result["other"]))
-    body.append('<p class="muted">How verdicts are decided: docs/reports.md ("compare"). Generated by lp-harness.</p>')
-    return page(f"lp-harness compare: {b} vs {c}", "\n".join(body))
+                f"{name}: latency distribution",
+                [("base", hb, svg.BASE_COLOR), ("candidate", hc, svg.CAND_COLOR)],
+                markers,
+            ),
+            svg.bar_chart(
+                f"{name}: percentiles (whiskers: intervals used)",
+                list(BAR_METRICS),
+                _both_runs(bars),
+                unit="ms",
+                errors=errors,
+            ),
+        ],
+        "rows": _verdict_rows(s["metrics"]),
+    }
 
 
 def _metric(result: Mapping[str, Any], step: str, metric: str, who: str) -> float | None:
@@ -265,24 +271,23 @@ def _pct(v: float | None) -> float | None:
     return None if v is None else v * 100.0
 
 
-def _rows_table(rows: list[Mapping[str, Any]]) -> str:
-    cells, classes = [], []
-    for r in rows:
-        cells.append(
-            [
-                escape(r["metric"]),
-                escape(value_text(r["base"], r["unit"])),
-                escape(value_text(r["candidate"], r["unit"])),
-                escape(change_text(r)),
-                escape(r["verdict"]),
-                f'<span class="why">{escape(r.get("why") or "")}</span>',
-            ]
-        )
-        classes.append({REGRESSED: "regressed", IMPROVED: "improved", NA: "na"}.get(r["verdict"], "unchanged"))
-    return table(["metric", "base", "candidate", "change", "verdict", "why"], cells, classes=classes)
+def _verdict_rows(rows: list[Mapping[str, Any]]) -> list[dict[str, str]]:
+    """Comparison rows as the page's verdict tables show them (row class = the verdict)."""
+    return [
+        {
+            "metric": r["metric"],
+            "base": value_text(r["base"], r["unit"]),
+            "candidate": value_text(r["candidate"], r["unit"]),
+            "change": change_text(r),
+            "verdict": r["verdict"],
+            "why": r.get("why") or "",
+            "cls": {REGRESSED: "regressed", IMPROVED: "improved", NA: "na"}.get(r["verdict"], "unchanged"),
+        }
+        for r in rows
+    ]
 
 
-def _runs_table(base: Mapping[str, Any], candidate: Mapping[str, Any]) -> str:
+def _run_rows(base: Mapping[str, Any], candidate: Mapping[str, Any]) -> list[list[Any]]:
     keys = (
         "id",
         "label",
@@ -298,5 +303,4 @@ def _runs_table(base: Mapping[str, Any], candidate: Mapping[str, Any]) -> str:
         "locust_version",
     )
     rb, rc = base.get("run") or {}, candidate.get("run") or {}
-    rows = [[escape(k), escape(str(rb.get(k))), escape(str(rc.get(k)))] for k in keys]
-    return table(["run", "base", "candidate"], rows, left=3)
+    return [[k, rb.get(k), rc.get(k)] for k in keys]

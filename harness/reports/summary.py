@@ -1,4 +1,4 @@
-"""Build ``summary.json`` (format: docs/summary-format.md, schema: reports/summary.schema.json).
+"""Build ``summary.json`` (format: docs/summary-format.md, schema: harness/reports/summary.schema.json).
 
 Pure: it takes plain dicts (the Locust side extracts them) and returns the summary dict, so the
 same code serves a live run, a test, and any tool that rewrites summaries.
@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-FORMAT: Final = "lp-harness/summary"
-VERSION: Final = 1
-PERCENTILES: Final = (("p50_ms", 0.50), ("p90_ms", 0.90), ("p95_ms", 0.95), ("p99_ms", 0.99), ("p99_9_ms", 0.999))
+from harness.reports.percentiles import display, ms_key
+
+FORMAT: Final = "lp-harness/summary"  # the schema's "format" const; readers check it (loading.py)
+VERSION: Final = 1  # bumps on a breaking change; the schema's "version" const
+TABLE_QUANTILES: Final = (0.50, 0.95, 0.99)  # the end-of-run table's latency columns (a terminal is narrow)
 
 
 def build_summary(
@@ -34,7 +36,7 @@ def build_summary(
 
 def terminal_table(summary: dict[str, Any]) -> str:
     """Steps and phases side by side, for the end of a headless run."""
-    step_rows = [("step", "phase", "count", "fail", "p50", "p95", "p99", "max", "rps")]
+    step_rows = [("step", "phase", "count", "fail", *(display(q) for q in TABLE_QUANTILES), "max", "rps")]
     for name, s in summary["steps"].items():
         step_rows.append(
             (
@@ -42,9 +44,7 @@ def terminal_table(summary: dict[str, Any]) -> str:
                 s["phase"],
                 str(s["count"]),
                 f"{s['failures']} ({s['fail_ratio']:.2%})",
-                _ms(s.get("p50_ms")),
-                _ms(s.get("p95_ms")),
-                _ms(s.get("p99_ms")),
+                *(_ms(s.get(ms_key(q))) for q in TABLE_QUANTILES),
                 _ms(s.get("max_ms")),
                 f"{s['rps']:.1f}",
             )

@@ -1,15 +1,18 @@
 """Inline SVG charts, written as text: no matplotlib, no JavaScript, no network.
 
-Each function returns one ``<svg>`` element (well-formed XML, so the pages parse as XHTML too) with
-a ``<title>`` for screen readers and ``<title>`` tooltips on the data marks.
+Each chart function returns one ``<svg>`` element (well-formed XML, so the pages parse as XHTML too)
+with a ``<title>`` for screen readers and ``<title>`` tooltips on the data marks. The element is
+``Markup``: it escapes its own text, and the page templates (autoescaped) write it as it is.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from html import escape
 from typing import Final
+
+from markupsafe import Markup
 
 from harness.reports import histogram as H
 
@@ -69,7 +72,7 @@ def fmt_value(v: float, unit: str = "") -> str:
 
 def distribution_chart(
     title: str, hists: Sequence[tuple[str, Mapping[int, int], str]], markers: Sequence[tuple[str, float, str]] = ()
-) -> str:
+) -> Markup:
     """Overlaid latency distributions from Locust histograms on a log(1+ms) axis.
 
     Each bucket becomes a bar of height ``fraction / width-on-the-axis``, so areas compare fairly
@@ -81,7 +84,7 @@ def distribution_chart(
     data = [(n, h, c) for n, h, c in data if h]
     if not data:
         parts.append(f'<text x="{M_LEFT}" y="{HGT // 2}">no samples</text></svg>')
-        return "\n".join(parts)
+        return Markup("\n".join(parts))
     lo = min(min(h) for _, h, _ in data)
     hi = max(max(h) for _, h, _ in data)
     x_lo = _log(H.bucket_span(lo)[0])
@@ -139,10 +142,12 @@ def distribution_chart(
         )
     parts.append(_legend([(n, c) for n, c, *_ in series]))
     parts.append("</svg>")
-    return "\n".join(parts)
+    return Markup("\n".join(parts))
 
 
-def _axes_log_x(sx, x_lo: float, x_hi: float, pw: float, ph: float, x_label: str, y_label: str) -> str:  # noqa: ANN001
+def _axes_log_x(
+    sx: Callable[[float], float], x_lo: float, x_hi: float, pw: float, ph: float, x_label: str, y_label: str
+) -> str:
     out = [
         f'<line x1="{M_LEFT}" x2="{M_LEFT + pw}" y1="{M_TOP + ph}" y2="{M_TOP + ph}" stroke="#333"/>',
         f'<line x1="{M_LEFT}" x2="{M_LEFT}" y1="{M_TOP}" y2="{M_TOP + ph}" stroke="#333"/>',
@@ -163,6 +168,18 @@ def _axes_log_x(sx, x_lo: float, x_hi: float, pw: float, ph: float, x_label: str
     return "\n".join(out)
 
 
+def _y_axis(ticks: Sequence[float], sy: Callable[[float], float], pw: float, ph: float, unit: str) -> str:
+    """The value axis of bar and line charts: the baseline, a gridline and label per tick, the unit."""
+    out = [f'<line x1="{M_LEFT}" x2="{M_LEFT + pw}" y1="{M_TOP + ph}" y2="{M_TOP + ph}" stroke="#333"/>']
+    for t in ticks:
+        y = sy(t)
+        out.append(f'<line x1="{M_LEFT}" x2="{M_LEFT + pw}" y1="{_f(y)}" y2="{_f(y)}" stroke="#ddd"/>')
+        out.append(f'<text x="{M_LEFT - 4}" y="{_f(y + 4)}" text-anchor="end">{escape(fmt_value(t))}</text>')
+    if unit:
+        out.append(f'<text x="4" y="{M_TOP - 6}">{escape(unit)}</text>')
+    return "\n".join(out)
+
+
 def _legend(items: Sequence[tuple[str, str]], width: int = W) -> str:
     """A one-row legend in the top margin, right-aligned (never over the data)."""
     out, sizes = [], [16 + 6.2 * len(name) for name, _ in items]
@@ -180,7 +197,7 @@ def bar_chart(
     series: Sequence[tuple[str, str, Sequence[float | None]]],
     unit: str = "",
     errors: Sequence[Sequence[tuple[float, float] | None]] | None = None,
-) -> str:
+) -> Markup:
     """Grouped bars: one group per label, one bar per series; optional (lo, hi) whiskers per bar."""
     parts = _open(title)
     pw, ph = W - M_LEFT - M_RIGHT, HGT - M_TOP - M_BOTTOM
@@ -194,13 +211,7 @@ def bar_chart(
     def sy(v: float) -> float:
         return M_TOP + ph - max(v, 0.0) / y_top * ph
 
-    parts.append(f'<line x1="{M_LEFT}" x2="{M_LEFT + pw}" y1="{M_TOP + ph}" y2="{M_TOP + ph}" stroke="#333"/>')
-    for t in ticks:
-        y = sy(t)
-        parts.append(f'<line x1="{M_LEFT}" x2="{M_LEFT + pw}" y1="{_f(y)}" y2="{_f(y)}" stroke="#ddd"/>')
-        parts.append(f'<text x="{M_LEFT - 4}" y="{_f(y + 4)}" text-anchor="end">{escape(fmt_value(t))}</text>')
-    if unit:
-        parts.append(f'<text x="4" y="{M_TOP - 6}">{escape(unit)}</text>')
+    parts.append(_y_axis(ticks, sy, pw, ph, unit))
     ng, ns = max(len(groups), 1), max(len(series), 1)
     gw = pw / ng
     bw = gw * 0.8 / ns
@@ -230,12 +241,12 @@ def bar_chart(
                 )
     parts.append(_legend([(name, color) for name, color, _ in series]))
     parts.append("</svg>")
-    return "\n".join(parts)
+    return Markup("\n".join(parts))
 
 
 def line_chart(
     title: str, x_labels: Sequence[str], series: Sequence[tuple[str, str, Sequence[float | None]]], unit: str = ""
-) -> str:
+) -> Markup:
     """One line per series over categorical x (runs in order); gaps where a value is missing."""
     height = HGT + 40
     parts = _open(title, height=height)
@@ -257,13 +268,7 @@ def line_chart(
     def sx(i: int) -> float:
         return M_LEFT + (pw / 2 if n == 1 else inset + i * (pw - inset) / (n - 1))
 
-    parts.append(f'<line x1="{M_LEFT}" x2="{M_LEFT + pw}" y1="{M_TOP + ph}" y2="{M_TOP + ph}" stroke="#333"/>')
-    for t in ticks:
-        y = sy(t)
-        parts.append(f'<line x1="{M_LEFT}" x2="{M_LEFT + pw}" y1="{_f(y)}" y2="{_f(y)}" stroke="#ddd"/>')
-        parts.append(f'<text x="{M_LEFT - 4}" y="{_f(y + 4)}" text-anchor="end">{escape(fmt_value(t))}</text>')
-    if unit:
-        parts.append(f'<text x="4" y="{M_TOP - 6}">{escape(unit)}</text>')
+    parts.append(_y_axis(ticks, sy, pw, ph, unit))
     for i, label in enumerate(x_labels):
         x = sx(i)
         y = M_TOP + ph + 12
@@ -297,7 +302,7 @@ def line_chart(
             f"</title></text>"
         )
     parts.append("</svg>")
-    return "\n".join(parts)
+    return Markup("\n".join(parts))
 
 
 def _clip(text: str, width: int) -> str:

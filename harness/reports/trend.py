@@ -2,7 +2,7 @@
 
 A chart spec is a comma-separated list of metrics, ``SCOPE:METRIC`` as in thresholds; an item
 without a scope takes the previous item's (``authenticate:p50,p95,p99`` is three lines on one
-chart); ``*:METRIC`` draws one line per step.
+chart); ``*:METRIC`` draws one line per step. The page's layout is ``templates/trend.html.j2``.
 """
 
 from __future__ import annotations
@@ -10,13 +10,12 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from html import escape
 from pathlib import Path
 from typing import Any, Final
 
 from harness.reports import svg
 from harness.reports.loading import ReportError, expand_runs, load_summary
-from harness.reports.pages import page, table
+from harness.reports.pages import render
 from harness.reports.thresholds import MS, RATIO, SECONDS, Rule, metric_value, parse_metric_ref
 
 ORDERS: Final = ("date", "label", "given")
@@ -74,11 +73,11 @@ def parse_chart(spec: str, steps: Sequence[str]) -> Chart:
         if rule.scope == "step" and rule.target == "*":
             series += [(f"{s} {rule.metric}", rule.for_step(s)) for s in steps]
         else:
-            series.append((f"{rule.scope_key} {rule.metric}{_key(rule)}", rule))
+            series.append((f"{rule.scope_key} {rule.metric_name}", rule))
     if not series:
         raise ReportError(f"chart {spec!r}: no metric")
     if len({rule.scope_key for _, rule in series}) == 1:  # one scope: the title names it, lines name metrics
-        series = [(f"{rule.metric}{_key(rule)}", rule) for _, rule in series]
+        series = [(rule.metric_name, rule) for _, rule in series]
     kind = series[0][1].kind
     unit = {MS: "ms", RATIO: "%", SECONDS: "s"}.get(kind, "")
     return Chart(spec, unit, series)
@@ -123,68 +122,58 @@ def trend_html(
     steps = list(dict.fromkeys(name for r in ordered for name in (r.get("steps") or {})))
     charts = [parse_chart(s, steps) for s in (specs or default_specs(steps, ordered))]
     labels = [x_label(r) for r in ordered]
-    body = [
-        f"<h1>{escape(title)}</h1>",
-        f'<p class="muted">{len(ordered)} runs in {escape(order)} order. Each point is one run\'s summary.</p>',
-    ]
-    notes = []
+    differences = []
     for fld in ("target", "scenario", "users", "processes"):
         values = list(dict.fromkeys(str((r.get("run") or {}).get(fld)) for r in ordered))
         if len(values) > 1:
-            notes.append(f"<li>runs differ in <b>{escape(fld)}</b>: {escape(', '.join(values))}</li>")
-    if notes:
-        body.append(f'<div class="box warn"><b>Not like for like</b><ul>{"".join(notes)}</ul></div>')
-    rows = []
-    for i, r in enumerate(ordered, 1):
-        run = r.get("run") or {}
-        th = r.get("thresholds")
-        rows.append(
-            [
-                str(i),
-                escape(str(run.get("label") or "-")),
-                escape(str(run.get("id") or "-")),
-                escape(str(run.get("started_at") or "-")),
-                escape(str(run.get("scenario"))),
-                escape(str(run.get("users"))),
-                escape(str(run.get("duration_s"))),
-                escape(str(run.get("end_reason"))),
-                "-" if not th else ("passed" if th.get("passed") else "FAILED"),
-            ]
-        )
-    body.append(
-        table(["#", "label", "run", "started", "scenario", "users", "duration s", "end", "thresholds"], rows, left=4)
+            differences.append((fld, ", ".join(values)))
+    return render(
+        "trend.html.j2",
+        title=title,
+        order=order,
+        differences=differences,
+        runs=[_run_row(i, r) for i, r in enumerate(ordered, 1)],
+        charts=[_chart_view(chart, ordered, labels) for chart in charts],
     )
-    body.append('<div class="charts">')
-    tables = []
-    for chart in charts:
-        values = chart_values(chart, ordered)
-        colors = [svg.PALETTE[j % len(svg.PALETTE)] for j in range(len(chart.series))]
-        body.append(
-            svg.line_chart(
-                chart.title,
-                labels,
-                [(name, colors[j], values[j]) for j, (name, _) in enumerate(chart.series)],
-                unit=chart.unit,
-            )
-        )
-        head = ["run"] + [escape(name) for name, _ in chart.series]
-        trows = [
-            [escape(labels[k])]
-            + [escape("-" if values[j][k] is None else svg.fmt_value(values[j][k])) for j in range(len(chart.series))]
-            for k in range(len(ordered))
-        ]
-        tables.append(
-            f"<details><summary>{escape(chart.title)} ({escape(chart.unit or 'value')})</summary>"
-            f"{table(head, trows)}</details>"
-        )
-    body.append("</div><h2>Values</h2>" + "\n".join(tables))
-    return page(title, "\n".join(body))
+
+
+def _run_row(i: int, summary: Mapping[str, Any]) -> list[Any]:
+    run = summary.get("run") or {}
+    th = summary.get("thresholds")
+    return [
+        i,
+        run.get("label") or "-",
+        run.get("id") or "-",
+        run.get("started_at") or "-",
+        run.get("scenario"),
+        run.get("users"),
+        run.get("duration_s"),
+        run.get("end_reason"),
+        "-" if not th else ("passed" if th.get("passed") else "FAILED"),
+    ]
+
+
+def _chart_view(chart: Chart, runs: Sequence[Mapping[str, Any]], labels: list[str]) -> dict[str, Any]:
+    """One chart's line chart and its table of values (one row per run)."""
+    values = chart_values(chart, runs)
+    colors = [svg.PALETTE[j % len(svg.PALETTE)] for j in range(len(chart.series))]
+    return {
+        "title": chart.title,
+        "unit": chart.unit,
+        "svg": svg.line_chart(
+            chart.title,
+            labels,
+            [(name, colors[j], values[j]) for j, (name, _) in enumerate(chart.series)],
+            unit=chart.unit,
+        ),
+        "header": ["run"] + [name for name, _ in chart.series],
+        "rows": [
+            [labels[k]] + ["-" if column[k] is None else svg.fmt_value(column[k]) for column in values]
+            for k in range(len(runs))
+        ],
+    }
 
 
 def load_runs(paths: Sequence[str | Path]) -> list[dict[str, Any]]:
     """Summaries from run folders, summary files, or folders of run folders."""
     return [load_summary(p) for p in expand_runs(list(paths))]
-
-
-def _key(rule: Rule) -> str:
-    return "" if rule.key is None else f"[{rule.key!r}]"

@@ -24,7 +24,7 @@ from harness.client.keepalive import install_keepalive_check
 from harness.client.resolver import install_numeric_fast_path
 from harness.client.socket import ConsumerSocket
 from harness.protocol.messages import MessageType, close_conversation_body, conversation_id_of
-from harness.user import lifecycle
+from harness.user.state import metrics_of, settings_of, stopping_event
 from harness.user.steps import Step, StepFailed, StepReporter
 
 log = logging.getLogger(__name__)
@@ -49,8 +49,8 @@ class ConsumerUser(User):
     def __init__(self, environment) -> None:
         super().__init__(environment)
         install_numeric_fast_path()  # an IP-literal IDP host: no thread-pool hop per connection
-        self.settings = lifecycle.settings_of(environment)
-        self.metrics = lifecycle.metrics_of(environment)
+        self.settings = settings_of(environment)
+        self.metrics = metrics_of(environment)
         self.steps = StepReporter(environment.events.request)
         self.number = next(_user_numbers)
         self.identities = IdentitySource(self.settings, user_tag=f"{os.getpid()}-{self.number}")
@@ -76,7 +76,7 @@ class ConsumerUser(User):
         """One session: the token phase, then the socket phase; a failure ends the session."""
         started = time.perf_counter()
         lp_token = self._token_phase()
-        if lp_token is not None and not lifecycle.stopping_event(self.environment).is_set():
+        if lp_token is not None and not stopping_event(self.environment).is_set():
             self._socket_phase(lp_token, started)
 
     # ------------------------------------------------------------------ token phase
@@ -128,7 +128,7 @@ class ConsumerUser(User):
             steps.report(Step.TIME_TO_CONVERSATION, ttc_ms, start_time=time.time() - ttc_ms / 1000.0)
             self._hold(sock)
             closing_id, conversation_id = conversation_id, None  # sent once, even if Locust stops us mid-request
-            stopping = lifecycle.stopping_event(self.environment).is_set()
+            stopping = stopping_event(self.environment).is_set()
             close_timeout = settings.request_timeout_s * (STOP_CLOSE_FACTOR if stopping else 1.0)
             with steps.measure(Step.CLOSE_CONVERSATION, categorize):
                 sock.request(
@@ -142,7 +142,7 @@ class ConsumerUser(User):
             if (
                 failure.step == Step.CLOSE_CONVERSATION
                 and failure.category == "timeout"
-                and lifecycle.stopping_event(self.environment).is_set()
+                and stopping_event(self.environment).is_set()
             ):
                 self.metrics.interrupt_phase("socket")  # the stop storm, not the target (metrics.PhaseCounts)
             else:
@@ -162,7 +162,7 @@ class ConsumerUser(User):
 
     def _hold(self, sock: ConsumerSocket) -> None:
         """Hold the socket for the hold time; an early end (server close, drop, lost pong) fails the session."""
-        stopping = lifecycle.stopping_event(self.environment)
+        stopping = stopping_event(self.environment)
         start_time, started = time.time(), time.perf_counter()
         info = sock.wait_closed(self.settings.hold_s, interrupt=stopping)
         elapsed_ms = (time.perf_counter() - started) * 1000.0

@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 
 import requests
 
+from harness.protocol import idp as contract
 from harness.protocol import paths
 from harness.settings import Settings, SettingsError
 
@@ -41,23 +42,14 @@ def discover(discovery: str, account: str) -> tuple[str, str]:
                 "check LP_ACCOUNT and LP_DISCOVERY"
             )
         try:
-            found.append(_base_uri(response.json(), service))
-        except (ValueError, KeyError, TypeError):
+            found.append(contract.base_uri_of(response.json(), service))
+        except ValueError:  # not JSON, or JSON with no baseURI for the service (BodyError)
             raise SettingsError(
                 f"LP_DISCOVERY {base} gave no baseURI for service {service!r}: check LP_DISCOVERY"
             ) from None
     # CSDS gives bare host names; the scheme follows the discovery URL's (https for real accounts).
     scheme = urlsplit(base).scheme
     return f"{scheme}://{found[0]}", f"{scheme}://{found[1]}"
-
-
-def _base_uri(body: dict, service: str) -> str:
-    if "baseURI" in body:  # single-service form
-        return str(body["baseURI"])
-    for entry in body["baseURIs"]:
-        if entry.get("service") == service:
-            return str(entry["baseURI"])
-    raise KeyError(service)
 
 
 def check_reachable(settings: Settings) -> None:

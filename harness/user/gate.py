@@ -19,6 +19,8 @@ from locust.env import Environment
 from harness.reports import exitcodes
 from harness.reports.thresholds import Rule, ThresholdError, ThresholdMonitor, ThresholdReport, evaluate, load_rules
 from harness.settings import Settings, SettingsError
+from harness.user.collect import current_summary
+from harness.user.state import state_of
 
 log = logging.getLogger("lp-harness")
 CHECK_INTERVAL_S = 2.0
@@ -37,8 +39,6 @@ def start_monitor(environment: Environment, rules: list[Rule]) -> gevent.Greenle
     monitor = ThresholdMonitor(rules)
     if not monitor.active:
         return None
-    from harness.user.lifecycle import state_of
-    from harness.user.reporting import current_summary
 
     def watch() -> None:
         state = state_of(environment)

@@ -27,6 +27,7 @@ from typing import Any, Final
 import gevent
 import psutil
 from gevent.event import Event
+from locust.runners import MasterRunner, WorkerRunner
 
 log = logging.getLogger("lp-harness")
 
@@ -201,8 +202,6 @@ def monitor_of(environment: Any) -> LoadGenMonitor | None:
 
 def register(environment: Any) -> LoadGenMonitor:
     """Start this process's monitor and carry worker snapshots to the master (call from ``init``)."""
-    from locust.runners import MasterRunner, WorkerRunner
-
     existing = monitor_of(environment)
     if existing is not None:
         return existing

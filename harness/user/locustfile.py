@@ -2,9 +2,9 @@
 
 from locust import events
 
-from harness.user import lifecycle
+from harness.user import wiring
 from harness.user.consumer import ConsumerUser
 
-lifecycle.register(events)
+wiring.register(events)
 
 __all__ = ["ConsumerUser"]

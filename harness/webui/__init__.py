@@ -23,6 +23,8 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, make_response, request
 
 from harness.user import loadgen
+from harness.user.collect import current_summary
+from harness.user.state import has_run
 from harness.webui.report import augment_report_html
 from harness.webui.view import COLUMNS, REFRESH_S, TAB_KEY, TAB_TITLE, build_view, table_rows
 
@@ -36,20 +38,9 @@ def _base_path(environment: Any) -> str:
     return ((getattr(options, "web_base_path", None) or "") if options is not None else "").rstrip("/")
 
 
-def _has_run(environment: Any) -> bool:
-    """True once a test has started (the summary needs a run; before that it would invent a run id)."""
-    from harness.user.lifecycle import state_of
-
-    runner = environment.runner
-    return runner is not None and (state_of(environment).started_at is not None or bool(runner.stats.entries))
-
-
 def current_summary_or_none(environment: Any) -> dict[str, Any] | None:
-    if not _has_run(environment):
-        return None
-    from harness.user.reporting import current_summary
-
-    return current_summary(environment)
+    """The run's summary so far, or None before any test has started."""
+    return current_summary(environment) if has_run(environment) else None
 
 
 def install(environment: Any) -> None:

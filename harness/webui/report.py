@@ -13,6 +13,8 @@ import html
 import json
 from typing import Any, Final
 
+from harness.reports.summary import terminal_table
+
 SECTION_ID: Final = "lp-harness-summary-section"
 JSON_ID: Final = "lp-harness-summary"
 
@@ -24,8 +26,6 @@ _STYLE = (
 
 def summary_section(summary: dict[str, Any], health: dict[str, Any] | None = None) -> str:
     """The HTML section: readable text plus the machine-readable JSON."""
-    from harness.reports.summary import terminal_table
-
     try:
         text = terminal_table(summary)
     except (KeyError, TypeError, ValueError):  # a partial summary still ships its JSON

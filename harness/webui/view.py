@@ -10,13 +10,19 @@ from __future__ import annotations
 
 from typing import Any, Final
 
+from locust.runners import MasterRunner
+
+from harness.reports.percentiles import LABELLED
 from harness.user import loadgen
+from harness.user.state import merged_metrics
 from harness.user.steps import STEP_PHASES, Step
 
 TAB_KEY: Final = "lp-harness"
 TAB_TITLE: Final = "LP harness"
 COLUMNS: Final = (("group", "Group"), ("measure", "Measure"), ("value", "Value"), ("detail", "Detail"))
-RTT_PERCENTILES: Final = (("p50", 0.50), ("p90", 0.90), ("p95", 0.95), ("p99", 0.99))
+# Up to p99 only: the tab's rows and JSON keys (p50_ms ... p99_ms) stay what scripts and the docs know,
+# and a p99.9 of the few thousand pings a refresh sees rests on a handful of them.
+RTT_PERCENTILES: Final = tuple((name, q) for name, q in LABELLED if q <= 0.99)
 REFRESH_S: Final = 2.0  # Locust's UI polls /stats/requests (and so this tab) every 2 s while running
 
 
@@ -35,10 +41,6 @@ def ping_rtt(environment: Any) -> dict[str, Any]:
 
 def build_view(environment: Any) -> dict[str, Any]:
     """Everything the tab shows, as JSON-ready data (also served at ``/lp-harness/stats``)."""
-    from locust.runners import MasterRunner
-
-    from harness.user.lifecycle import merged_metrics
-
     runner = environment.runner
     metrics = merged_metrics(environment) if runner is not None else None
     target_users = int(getattr(runner, "target_user_count", 0) or 0)

@@ -340,7 +340,7 @@ def test_bad_token_accepted_then_closed_4401(session) -> None:
 
 
 def test_ended_sockets_do_not_pile_up_in_the_ping_scheduler(session) -> None:
-    from harness.client.socket import _scheduler
+    from harness.client.pinger import scheduler as _scheduler
 
     _, url, token = session()
     sched = _scheduler()

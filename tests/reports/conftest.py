@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pytest
 
-from harness.reports.loading import schema_path
+from harness.reports.loading import load_schema
 
 
 @pytest.fixture(scope="session")
 def schema() -> dict[str, Any]:
-    return json.loads(schema_path().read_text())
+    return load_schema()
 
 
 @pytest.fixture(scope="session")

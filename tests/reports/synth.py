@@ -10,7 +10,8 @@ import random
 from typing import Any
 
 from harness.reports import histogram as H
-from harness.reports.summary import FORMAT, PERCENTILES, VERSION
+from harness.reports.percentiles import MS_KEYS
+from harness.reports.summary import FORMAT, VERSION
 
 # step -> (phase, median ms, log-sd): roughly the shapes of real token/socket steps
 DEFAULT_STEPS: dict[str, tuple[str, float, float]] = {
@@ -42,7 +43,7 @@ def step_from_samples(values: list[float], *, phase: str, failures: int, duratio
         "min_ms": min(values) if n else None,
         "max_ms": max(values) if n else None,
     }
-    for key, q in PERCENTILES:
+    for key, q in MS_KEYS:
         step[key] = H.percentile(hist, n, q) if n else None
     step["histogram_ms"] = {str(k): v for k, v in hist.items()}
     return step

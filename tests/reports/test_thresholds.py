@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import copy
-import sys
 from pathlib import Path
 from xml.etree import ElementTree as ET
 
 import pytest
 
-from harness.reports import exitcodes, tomlmini
+from harness.reports import exitcodes, tomlfile
 from harness.reports import thresholds as T
 from harness.reports.summary import build_summary
 from tests.reports.synth import make_summary
@@ -19,25 +18,33 @@ SAMPLE = ROOT / "scenarios" / "thresholds.sample.toml"
 
 
 def with_section(summary: dict, report: T.ThresholdReport) -> dict:
-    """The summary as the lead's builder would write it with this thresholds section."""
+    """The summary as the run's summary builder would write it with this thresholds section."""
     metrics = {k: summary[k] for k in ("phases", "sockets", "pings")}
     return build_summary(summary["run"], summary["steps"], metrics, report.to_section())
 
 
-def test_sample_file_parses_with_tomllib_and_the_fallback_parser_alike() -> None:
+def test_sample_file_parses_with_the_one_toml_loader() -> None:
     text = SAMPLE.read_text()
-    if sys.version_info >= (3, 11):
-        import tomllib
-
-        assert tomlmini.loads(text) == tomllib.loads(text)
+    data = tomlfile.loads(text)
+    assert tomlfile.loads(text.encode("utf-8")) == data  # bytes (as config files are read) alike
+    assert isinstance(data["thresholds"]["authenticate"][2], dict)  # k6's object form survives
     rules = T.load_thresholds_file(SAMPLE)
     assert len(rules) >= 10
     assert any(r.abort_on_fail and r.delay_abort_eval_s == 30.0 for r in rules)
 
 
-def test_fallback_toml_parser_rejects_what_it_cannot_read() -> None:
+def test_the_toml_loader_rejects_what_it_cannot_read() -> None:
     with pytest.raises(ValueError, match="line 2"):
-        tomlmini.loads('[thresholds]\n"a" = ["p95 < 1" "x"]\n')
+        tomlfile.loads('[thresholds]\n"a" = ["p95 < 1" "x"]\n')
+    with pytest.raises(tomlfile.TomlError, match="UTF-8"):
+        tomlfile.loads(b'"a" = "\xff"\n')
+
+
+def test_a_bad_thresholds_file_names_the_file_and_the_line(tmp_path: Path) -> None:
+    bad = tmp_path / "slo.toml"
+    bad.write_text('[thresholds]\n"a" = ["p95 < 1" "x"]\n')
+    with pytest.raises(T.ThresholdError, match=r"slo\.toml.*line 2"):
+        T.load_thresholds_file(bad)
 
 
 def test_a_rule_that_holds_and_one_that_breaks(validate) -> None:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import jsonschema
 import pytest
 
-from tests.user.runs import ROOT, run_locust
+from harness.reports.loading import load_schema
+from tests.user.runs import run_locust
 
 SHORT = ["-u", "8", "-r", "8", "-t", "6s", "--stop-timeout", "5", "--lp-hold", "0.5", "--lp-ping-interval", "0.2"]
 STEP_LEDGER_KEYS = {
@@ -125,8 +125,7 @@ def test_embedded_emulator_default_run_writes_reports(tmp_path: Path) -> None:
     for name, step in summary["steps"].items():  # Locust's buckets round up: ours stay within min..max
         pcts = [step[k] for k in ("min_ms", "p50_ms", "p90_ms", "p95_ms", "p99_ms", "p99_9_ms", "max_ms")]
         assert pcts == sorted(pcts), (name, pcts)
-    schema = json.loads((ROOT / "reports" / "summary.schema.json").read_text())
-    jsonschema.Draft202012Validator(schema).validate(summary)
+    jsonschema.Draft202012Validator(load_schema()).validate(summary)
     assert "request-conversation" in run.output and "socket" in run.output  # the terminal summary
 
 

@@ -12,7 +12,7 @@ from locust import User, task
 from locust.env import Environment
 
 from harness import webui
-from harness.user import lifecycle, loadgen
+from harness.user import loadgen, state
 from harness.webui.report import augment_report_html, extract_summary
 
 
@@ -61,7 +61,7 @@ def test_tab_is_declared_with_locusts_extension_points(env):
 
 
 def test_stats_requests_carries_the_tab_rows(env):
-    metrics = lifecycle.metrics_of(env)
+    metrics = state.metrics_of(env)
     for _ in range(4):
         metrics.start_phase("token")
     metrics.fail_phase("token", "http 503")
@@ -94,13 +94,24 @@ def test_stats_requests_carries_the_tab_rows(env):
     assert view["loadgen"]["processes"][0]["pid"] > 0
 
 
+def test_ping_rtt_shows_p50_to_p99(env):
+    """The percentiles come from harness.reports.percentiles; the tab keeps its rows and keys."""
+    for ms in (1, 2, 3):
+        _fire_ping(env, ms)
+    view = env.web_ui.app.test_client().get("/lp-harness/stats").get_json()
+    measures = [r["measure"] for r in view["rows"] if r["group"] == "ping RTT (ms)"]
+    assert measures == ["count", "p50", "p90", "p95", "p99", "max"]
+    rtt = view["pings"]["rtt"]
+    assert set(rtt) == {"count", "failures", "p50_ms", "p90_ms", "p95_ms", "p99_ms", "max_ms", "mean_ms"}
+
+
 def test_summary_download_and_report(env):
     client = env.web_ui.app.test_client()
     assert client.get("/lp-harness/summary.json").status_code == 404  # no run yet: no invented run id
     report = client.get("/stats/report?download=1").get_data(as_text=True)
     assert extract_summary(report) is None
-    lifecycle.state_of(env).started_at = time.time()
-    lifecycle.metrics_of(env).start_phase("token")
+    state.state_of(env).started_at = time.time()
+    state.metrics_of(env).start_phase("token")
     download = client.get("/lp-harness/summary.json")
     assert download.status_code == 200
     assert "attachment" in download.headers["Content-Disposition"]

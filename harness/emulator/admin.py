@@ -1,0 +1,101 @@
+"""The admin API on the emulator's own port: ledger, reset, fault plan, health, options.
+
+With ``--processes N`` a request here is answered for all workers (:mod:`.peers`): ledgers are
+summed, a reset or a new plan is passed on; ``?local=1`` asks one worker about itself. Admin
+requests are not counted in the ledger.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from harness.emulator import options
+from harness.emulator.core import Core
+from harness.emulator.faults import ConfigError, FaultPlan
+from harness.emulator.peers import broadcast, gather_ledgers
+from harness.emulator.wire import dumps, error_response, json_response
+from harness.protocol.paths import Route
+
+log = logging.getLogger("lp-emulator")
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+LEDGER = Route("admin", ("GET", "HEAD"), "/admin/ledger")
+LEDGER_RESET = Route("admin", ("POST",), "/admin/ledger/reset")
+FAULTS = Route("admin", ("GET", "HEAD"), "/admin/faults")
+FAULTS_PUT = Route("admin", ("PUT",), "/admin/faults")
+HEALTH = Route("admin", ("GET", "HEAD"), "/admin/health")
+CONFIG = Route("admin", ("GET", "HEAD"), "/admin/config")
+
+
+def _local(request: web.Request) -> bool:
+    return request.query.get("local") == "1"
+
+
+class Admin:
+    """The admin endpoints of one process."""
+
+    def __init__(self, core: Core) -> None:
+        self.core = core
+
+    def routes(self) -> list[tuple[Route, Handler]]:
+        return [
+            (LEDGER, self.ledger),
+            (LEDGER_RESET, self.reset),
+            (FAULTS, self.get_faults),
+            (FAULTS_PUT, self.put_faults),
+            (HEALTH, self.health),
+            (CONFIG, self.config),
+        ]
+
+    async def ledger(self, request: web.Request) -> web.StreamResponse:
+        snap = self.core.ledger.snapshot()
+        if not _local(request) and self.core.peers:
+            snap = await gather_ledgers(snap, self.core.peers, LEDGER.template)
+        return json_response(snap)
+
+    async def reset(self, request: web.Request) -> web.StreamResponse:
+        self.core.ledger.reset()
+        if not _local(request) and self.core.peers:
+            await broadcast(self.core.peers, "POST", LEDGER_RESET.template)
+        return json_response({"ok": True, "since": self.core.ledger.since})
+
+    async def get_faults(self, request: web.Request) -> web.StreamResponse:
+        return json_response(self.core.public_plan.to_json())
+
+    async def put_faults(self, request: web.Request) -> web.StreamResponse:
+        raw = await request.read()
+        try:
+            plan = FaultPlan.from_json(json.loads(raw) if raw.strip() else {})
+        except ValueError as exc:  # ConfigError and JSON errors
+            message = str(exc) if isinstance(exc, ConfigError) else f"not valid JSON: {exc}"
+            return error_response(400, "invalid_config", message)
+        self.core.use_plan(plan)
+        if not _local(request) and self.core.peers:
+            await broadcast(self.core.peers, "PUT", FAULTS_PUT.template, raw)
+        log.info("fault/latency configuration replaced: %s", dumps(plan.to_json())[:500])
+        return json_response(plan.to_json())
+
+    async def health(self, request: web.Request) -> web.StreamResponse:
+        core = self.core
+        return json_response(
+            {
+                "ok": True,
+                "pid": os.getpid(),
+                "url": core.url,
+                "uptime_s": round(time.time() - core.started, 3),
+                "sockets_open": core.ledger.sockets_open,
+                "workers": 1 + len(core.peers),
+                "tls_cert": core.tls_cert,
+                "account": core.config.account,
+            }
+        )
+
+    async def config(self, request: web.Request) -> web.StreamResponse:
+        """The options this emulator runs with, under their config-file keys (internal fields left out)."""
+        return json_response(options.view(self.core.config))

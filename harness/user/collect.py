@@ -1,0 +1,121 @@
+"""The live run as a ``summary.json``: Locust's step entries, the run's metadata, the harness metrics.
+
+One function, :func:`current_summary`, serves everyone who needs the run so far: the report
+writer, the abort-on-fail gate and the web UI's download. The summary's shape itself is
+:func:`harness.reports.summary.build_summary`'s (pure, no Locust); this module only reads
+the live environment.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import secrets
+import socket
+import time
+from datetime import datetime, timezone
+from typing import Any
+
+import locust
+from locust import stats as locust_stats
+from locust.env import Environment
+from locust.runners import MasterRunner
+
+import harness
+from harness.reports.percentiles import MS_KEYS
+from harness.reports.summary import build_summary
+from harness.user.state import merged_metrics, state_of
+from harness.user.steps import STEP_ORDER, STEP_PHASES
+
+
+def step_stats(entry: locust_stats.StatsEntry, phase: str) -> dict[str, Any]:
+    """One step's numbers, percentiles computed by Locust itself from its histogram."""
+    count = entry.num_requests
+    data: dict[str, Any] = {
+        "phase": phase,
+        "count": count,
+        "failures": entry.num_failures,
+        "fail_ratio": entry.fail_ratio,
+        "rps": entry.total_rps,
+        "mean_ms": entry.avg_response_time if count else None,
+        "min_ms": entry.min_response_time if count else None,
+        "max_ms": entry.max_response_time if count else None,
+    }
+    for key, fraction in MS_KEYS:
+        # Locust's percentile is its histogram bucket (4.6 ms is kept as 5): never past the exact extremes
+        data[key] = (
+            min(max(entry.get_response_time_percentile(fraction), data["min_ms"]), data["max_ms"]) if count else None
+        )
+    data["histogram_ms"] = {str(k): v for k, v in sorted(entry.response_times.items())}
+    return data
+
+
+def collect_steps(environment: Environment) -> dict[str, dict[str, Any]]:
+    entries = environment.runner.stats.entries
+    steps = {}
+    for name in STEP_ORDER:
+        phase = STEP_PHASES[name]
+        entry = entries.get((name, phase))
+        if entry is not None:
+            steps[name] = step_stats(entry, phase)
+    return steps
+
+
+def run_metadata(environment: Environment) -> dict[str, Any]:
+    """The summary's ``run`` section; the first call of a run picks its id and folder."""
+    state = state_of(environment)
+    options = environment.parsed_options
+    settings = state.settings
+    runner = environment.runner
+    started = state.started_at or environment.runner.stats.start_time
+    ended = state.ended_at or time.time()
+    if state.reports_path is None:
+        scenario = settings.scenario if settings else "custom"
+        stamp = datetime.fromtimestamp(started, timezone.utc).strftime("%Y%m%d-%H%M%S")
+        run_id = f"{stamp}-{scenario}-{secrets.token_hex(2)}"
+        base = settings.reports_dir if settings else "reports"
+        state.reports_path = os.path.join(base, run_id)
+    users = getattr(runner, "target_user_count", None) or getattr(options, "num_users", None)
+    return {
+        "id": os.path.basename(state.reports_path),
+        "label": settings.label if settings else None,
+        "started_at": _iso(started),
+        "ended_at": _iso(ended),
+        "duration_s": round(ended - started, 3),
+        "end_reason": state.end_reason,
+        "users": users,
+        "spawn_rate": getattr(options, "spawn_rate", None),
+        "scenario": settings.scenario if settings else None,
+        "processes": max(1, len(state.worker_parts)) if isinstance(runner, MasterRunner) else 1,
+        "target": settings.target if settings else None,
+        "account": settings.account if settings else None,
+        "idp": settings.idp if settings else None,
+        "messaging": settings.messaging if settings else None,
+        "harness_version": harness.__version__,
+        "locust_version": locust.__version__,
+        "python_version": platform.python_version(),
+        "hostname": socket.gethostname(),
+        "reports_dir": state.reports_path,
+        "settings": settings.public() if settings else {},
+    }
+
+
+def current_summary(environment: Environment) -> dict[str, Any]:
+    """The run so far as a summary (no ``thresholds`` verdict: :mod:`harness.user.gate` adds it)."""
+    return build_summary(run_metadata(environment), collect_steps(environment), merged_metrics(environment))
+
+
+def end_reason(environment: Environment) -> str:
+    """How the run ended, when nothing (SIGTERM, an abort) said so already."""
+    options = environment.parsed_options
+    state = state_of(environment)
+    run_time = getattr(options, "run_time", None)
+    if run_time and state.started_at and time.time() - state.started_at >= run_time - 1:
+        return "time limit"
+    if environment.runner is not None and environment.runner.state in ("spawning", "running"):
+        return "sigint"  # Locust is quitting with users still running: Ctrl-C
+    return "stopped"
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")

@@ -1,0 +1,115 @@
+"""Wires the harness into Locust's events; the locustfile calls :func:`register` once.
+
+- ``init_command_line_parser``: the ``--lp-*`` options (:mod:`harness.settings`);
+- ``init``: the web UI tab and the load generator monitor (:mod:`harness.webui`); on the master
+  or the only process, the target (:mod:`harness.user.target`);
+- ``test_start``/``test_stopping``/``reset_stats``: per-run state on every process;
+- ``report_to_master``/``worker_report``: each worker's metrics reach the master;
+- ``test_stop``/``quitting``/``quit``: reports are written and the terminal summary printed, also on
+  SIGTERM and Ctrl-C, because Locust fires these on every way out.
+
+This is the only module of the Locust side that knows all the others; none of them imports it.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import time
+from typing import Any
+
+import gevent
+from locust.env import Environment
+from locust.event import Events
+from locust.runners import WorkerRunner
+
+from harness import webui
+from harness.settings import Settings, SettingsError, add_arguments
+from harness.user import gate
+from harness.user.collect import end_reason
+from harness.user.reporting import print_summary, write_reports
+from harness.user.state import state_of
+from harness.user.target import resolve_target, stop_emulator
+
+log = logging.getLogger("lp-harness")
+
+
+def register(events: Events) -> None:
+    """Attach the harness to Locust; called once by the locustfile."""
+    events.init_command_line_parser.add_listener(add_arguments)
+    events.init.add_listener(_on_init)
+
+
+def _on_init(environment: Environment, **_: Any) -> None:
+    if environment.parsed_options is None:  # a library use of Environment: nothing to set up
+        return
+    events, state = environment.events, state_of(environment)
+    webui.install(environment)  # every process: load-generator health (+ worker->master); the UI tab where there is one
+    events.test_start.add_listener(_on_test_start)
+    events.test_stopping.add_listener(_on_test_stopping)
+    events.test_stop.add_listener(_on_test_stop)
+    events.quitting.add_listener(_on_quitting)
+    coordinator = not isinstance(environment.runner, WorkerRunner)
+    if coordinator:
+        # "quit" fires after Locust printed its own tables: our summary is the last thing a run shows.
+        events.quit.add_listener(lambda **_: print_summary(environment))
+    events.reset_stats.add_listener(state.metrics.reset)
+    events.report_to_master.add_listener(
+        lambda client_id, data: data.__setitem__("lp_metrics", state.metrics.to_dict())
+    )
+    events.worker_report.add_listener(
+        lambda client_id, data: (
+            state.worker_parts.__setitem__(client_id, data["lp_metrics"]) if "lp_metrics" in data else None
+        )
+    )
+    if coordinator:
+        # Locust's own SIGTERM handler shuts down; this one (registered first, so run first) records why.
+        gevent.signal_handler(signal.SIGTERM, lambda: setattr(state, "end_reason", state.end_reason or "sigterm"))
+        resolve_target(environment)
+
+
+def _on_test_start(environment: Environment, **_: Any) -> None:
+    state = state_of(environment)
+    state.stopping.clear()
+    state.started_at, state.ended_at, state.end_reason = time.time(), None, None
+    if environment.parsed_options is not None:
+        coordinator = not isinstance(environment.runner, WorkerRunner)
+        try:  # options may have changed in the web UI or arrived from the master
+            state.settings = Settings.from_options(environment.parsed_options)
+            if coordinator:
+                state.rules = gate.rules_for(state.settings)
+                state.reports_path = None  # a new run id for every test run (web UI: many per process)
+                state.monitor = gate.start_monitor(environment, state.rules)
+        except SettingsError as exc:
+            log.error("configuration error: %s", exc)
+            if coordinator and environment.runner is not None:
+                environment.runner.stop()
+
+
+def _on_test_stopping(environment: Environment, **_: Any) -> None:
+    state_of(environment).stopping.set()
+
+
+def _on_test_stop(environment: Environment, **_: Any) -> None:
+    state = state_of(environment)
+    state.ended_at = time.time()
+    if state.monitor is not None:
+        state.monitor.kill(block=False)
+        state.monitor = None
+    if not isinstance(environment.runner, WorkerRunner):
+        write_reports(environment)
+
+
+def _on_quitting(environment: Environment, **_: Any) -> None:
+    try:
+        if not isinstance(environment.runner, WorkerRunner):
+            state = state_of(environment)
+            state.ended_at = state.ended_at or time.time()
+            if state.end_reason is None:
+                state.end_reason = end_reason(environment)
+            runner = environment.runner
+            if runner is not None and runner.state in ("spawning", "running"):
+                runner.stop()  # users close their conversations and sockets before the target goes away
+            write_reports(environment, final=True)
+    finally:
+        stop_emulator(environment)
