@@ -636,7 +636,7 @@ def _sum_counter(counters: Any, rows: int, col: int) -> int:
 def wait_quiet(emu: Emu, ours: list[psutil.Process], budget_s: float, threshold_pct: float) -> float:
     """Wait (up to ``budget_s``) until other work on the machine uses < ``threshold_pct`` of a core.
 
-    Other sessions share this 2-core machine; a window measured while they run says more
+    Other processes may share the machine; a window measured while they run says more
     about them than about the emulator. Returns the seconds waited.
     """
     t0 = time.monotonic()
