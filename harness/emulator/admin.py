@@ -7,6 +7,7 @@ requests are not counted in the ledger.
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
 import os
@@ -44,7 +45,7 @@ class Admin:
         self.core = core
 
     def routes(self) -> list[tuple[Route, Handler]]:
-        return [
+        routes = [
             (LEDGER, self.ledger),
             (LEDGER_RESET, self.reset),
             (FAULTS, self.get_faults),
@@ -52,17 +53,35 @@ class Admin:
             (HEALTH, self.health),
             (CONFIG, self.config),
         ]
+        return [(route, self._guarded(handler)) for route, handler in routes]
+
+    def _guarded(self, handler: Handler) -> Handler:
+        """``handler`` behind the admin token, when one is set (``--admin-token``)."""
+        token = self.core.config.admin_token
+        if not token:
+            return handler
+        expected = f"Bearer {token}".encode()
+
+        async def guarded(request: web.Request) -> web.StreamResponse:
+            given = request.headers.get("Authorization", "").encode("utf-8", "replace")
+            if not hmac.compare_digest(given, expected):
+                return error_response(
+                    401, "unauthorized", "the admin API needs 'Authorization: Bearer <token>' (the emulator's --admin-token)"
+                )
+            return await handler(request)
+
+        return guarded
 
     async def ledger(self, request: web.Request) -> web.StreamResponse:
         snap = self.core.ledger.snapshot()
         if not _local(request) and self.core.peers:
-            snap = await gather_ledgers(snap, self.core.peers, LEDGER.template)
+            snap = await gather_ledgers(snap, self.core.peers, LEDGER.template, self.core.config.admin_token)
         return json_response(snap)
 
     async def reset(self, request: web.Request) -> web.StreamResponse:
         self.core.ledger.reset()
         if not _local(request) and self.core.peers:
-            await broadcast(self.core.peers, "POST", LEDGER_RESET.template)
+            await broadcast(self.core.peers, "POST", LEDGER_RESET.template, token=self.core.config.admin_token)
         return json_response({"ok": True, "since": self.core.ledger.since})
 
     async def get_faults(self, request: web.Request) -> web.StreamResponse:
@@ -77,7 +96,7 @@ class Admin:
             return error_response(400, "invalid_config", message)
         self.core.use_plan(plan)
         if not _local(request) and self.core.peers:
-            await broadcast(self.core.peers, "PUT", FAULTS_PUT.template, raw)
+            await broadcast(self.core.peers, "PUT", FAULTS_PUT.template, raw, self.core.config.admin_token)
         log.info("fault/latency configuration replaced: %s", dumps(plan.to_json())[:500])
         return json_response(plan.to_json())
 

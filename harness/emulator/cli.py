@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from typing import Any
 
 from harness.emulator import options
 from harness.emulator.config import EmulatorConfig, load_config_file
 from harness.emulator.faults import FAULT_HELP, LATENCY_HELP, PLAN_KEYS, ConfigError, parse_cli
-from harness.emulator.process import raise_nofile_limit, run_loop
+from harness.emulator.process import ADMIN_TOKEN_ENV, is_loopback, raise_nofile_limit, run_loop
 from harness.emulator.runner import serve
 from harness.emulator.workers import run_workers
 
@@ -92,8 +93,22 @@ def build_config(argv: list[str]) -> EmulatorConfig:
     args = parser.parse_args(argv)
     plan = parse_cli(args.latency, args.fault, args.seed, {k: file_cfg.get(k) for k in PLAN_KEYS})
     config: EmulatorConfig = options.from_args(EmulatorConfig, args, plan=plan)
+    if config.admin_token is None:
+        config.admin_token = os.environ.get(ADMIN_TOKEN_ENV) or None
     config.validate()
     return config
+
+
+def warn_if_exposed(config: EmulatorConfig) -> None:
+    """Say so loudly when the emulator can be reached from beyond this machine."""
+    if is_loopback(config.host):
+        return
+    log.warning(
+        "listening on %s, beyond loopback: anyone who can reach this machine can use the emulator%s",
+        config.host,
+        "" if config.admin_token else " and change its faults through the admin API (set --admin-token or "
+        f"${ADMIN_TOKEN_ENV})",
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -106,6 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=config.log_level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s"
     )
+    warn_if_exposed(config)
     soft, hard = raise_nofile_limit()
     log.info("open-file limit: soft=%d hard=%d", soft, hard)
     if config.processes > 1:

@@ -15,6 +15,7 @@ from typing import Any
 
 from harness.emulator.faults import ConfigError, FaultPlan
 from harness.emulator.options import option
+from harness.emulator.process import ADMIN_TOKEN_ENV
 from harness.reports import tomlfile
 
 NETWORK = "network"
@@ -28,6 +29,15 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 class EmulatorConfig:
     host: str = option("127.0.0.1", flag="--host", group=NETWORK, help="address to listen on (default 127.0.0.1)")
     port: int = option(0, flag="--port", group=NETWORK, type=int, help="port; 0 picks a free one (default 0)")
+    admin_token: str | None = option(
+        None,
+        flag="--admin-token",
+        group=NETWORK,
+        metavar="TOKEN",
+        secret=True,
+        help=f"require 'Authorization: Bearer TOKEN' on /admin/* (default: ${ADMIN_TOKEN_ENV}, else open; "
+        "set one whenever --host is beyond loopback)",
+    )
     tls: bool = option(
         False,
         flag="--tls",

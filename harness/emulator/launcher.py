@@ -21,7 +21,7 @@ import urllib.request
 from collections.abc import Mapping, Sequence
 from typing import IO, Any
 
-from harness.emulator.process import LIFELINE_ENV
+from harness.emulator.process import ADMIN_TOKEN_ENV, LIFELINE_ENV
 
 
 class EmulatorError(RuntimeError):
@@ -44,8 +44,12 @@ class EmulatorProcess:
         stderr: int | IO[Any] | None = None,
         env: Mapping[str, str] | None = None,
         preexec_fn: Any = None,
+        admin_token: str | None = None,
     ) -> None:
+        """``admin_token``: the emulator requires it on /admin/* (passed in its environment, not its
+        command line, so ``ps`` does not show it); this object's admin calls send it."""
         self.args = [str(a) for a in args]
+        self.admin_token = admin_token
         self.startup_timeout = startup_timeout
         self._stderr = stderr
         self._env = dict(env) if env is not None else None
@@ -71,6 +75,8 @@ class EmulatorProcess:
         env = dict(os.environ if self._env is None else self._env)
         env.setdefault("PYTHONUNBUFFERED", "1")
         env[LIFELINE_ENV] = "1"
+        if self.admin_token:
+            env[ADMIN_TOKEN_ENV] = self.admin_token
         self._proc = subprocess.Popen(
             self.command,
             stdin=subprocess.PIPE,  # the lifeline: its EOF (we are gone, even by SIGKILL) stops the emulator
@@ -152,9 +158,10 @@ class EmulatorProcess:
         if not self.url:
             raise EmulatorError("emulator not started")
         data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(
-            self.url + path, data=data, method=method, headers={"Content-Type": "application/json"}
-        )
+        headers = {"Content-Type": "application/json"}
+        if self.admin_token:
+            headers["Authorization"] = f"Bearer {self.admin_token}"
+        request = urllib.request.Request(self.url + path, data=data, method=method, headers=headers)
         context = None
         if self.url.startswith("https://"):
             context = ssl.create_default_context()

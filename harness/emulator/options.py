@@ -38,6 +38,7 @@ class Option:
     choices: tuple[str, ...] | None = None
     normalise: Callable[[Any], Any] | None = None  # applied to every value before choices are checked
     aliases: tuple[str, ...] = ()  # further config-file keys for the same option
+    secret: bool = False  # the admin view says whether it is set, never its value
 
     @property
     def key(self) -> str:
@@ -171,5 +172,7 @@ def view(config: Any) -> dict[str, Any]:
             value = not value
         elif spec.kind == "list":
             value = list(value)
+        if spec.secret:
+            value = "<set>" if value else None
         out[spec.key] = value
     return out

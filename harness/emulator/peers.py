@@ -23,14 +23,21 @@ async def _fetch(session: aiohttp.ClientSession, method: str, url: str, data: by
         return await answer.json()
 
 
-async def gather_ledgers(own: dict[str, Any], peers: list[str], path: str) -> dict[str, Any]:
+def _session(token: str | None) -> aiohttp.ClientSession:
+    headers = {"Authorization": f"Bearer {token}"} if token else None  # siblings share the admin token
+    return aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=TIMEOUT_S), headers=headers)
+
+
+async def gather_ledgers(own: dict[str, Any], peers: list[str], path: str, token: str | None = None) -> dict[str, Any]:
     """``own`` ledger snapshot plus every sibling's (from ``path``), summed."""
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=TIMEOUT_S)) as session:
+    async with _session(token) as session:
         others = await asyncio.gather(*(_fetch(session, "GET", f"{p}{path}?{LOCAL}") for p in peers))
     return merge_snapshots([own, *others])
 
 
-async def broadcast(peers: list[str], method: str, path: str, data: bytes | None = None) -> None:
+async def broadcast(
+    peers: list[str], method: str, path: str, data: bytes | None = None, token: str | None = None
+) -> None:
     """The same admin request (``path`` without its query) to every sibling, for itself alone."""
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=TIMEOUT_S)) as session:
+    async with _session(token) as session:
         await asyncio.gather(*(_fetch(session, method, f"{p}{path}?{LOCAL}", data) for p in peers))

@@ -8,6 +8,7 @@ the emulator itself, so every layer above may use it and it imports none of them
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import os
 import resource
@@ -21,6 +22,7 @@ log = logging.getLogger("lp-emulator")
 
 T = TypeVar("T")
 LIFELINE_ENV = "LP_EMULATOR_LIFELINE"
+ADMIN_TOKEN_ENV = "LP_EMULATOR_ADMIN_TOKEN"  # the admin token, passed without showing it in `ps`
 
 
 def raise_nofile_limit() -> tuple[int, int]:
@@ -44,6 +46,16 @@ def listen_socket(host: str, port: int, reuse_port: bool = False) -> socket.sock
     sock.bind((host, port))
     sock.setblocking(False)
     return sock
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (an address or name to listen on) is reachable from this machine only."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # "" and "0.0.0.0"-like wildcards are not addresses of one interface; names may be anything
 
 
 def url_for(host: str, port: int, tls: bool) -> str:

@@ -22,7 +22,7 @@ from harness.emulator.config import EmulatorConfig
 from harness.emulator.fastlane import FastLane, Hooks
 from harness.emulator.process import install_stop_signals, listen_socket, url_for, watch_lifeline
 from harness.emulator.server import Emulator
-from harness.emulator.tls import make_self_signed, server_context
+from harness.emulator.tls import SelfSigned, self_signed, server_context
 
 log = logging.getLogger("lp-emulator")
 
@@ -35,6 +35,7 @@ class RunningEmulator:
     monitor: asyncio.Future[None] | None = None
     ssl_context: ssl.SSLContext | None = None
     lanes: set[FastLane] = field(default_factory=set)  # open fast-lane connections
+    tls_files: SelfSigned | None = None  # a certificate made for this process, removed at stop
 
     async def stop(self, grace_s: float = 2.0) -> None:
         """Close every socket with 1001 (going away), then stop serving."""
@@ -44,6 +45,8 @@ class RunningEmulator:
         for lane in list(self.lanes):
             lane.close()
         await self.runner.cleanup()
+        if self.tls_files is not None:
+            self.tls_files.remove()
 
 
 class FastLaneSite(web.SockSite):
@@ -87,12 +90,16 @@ async def start(
     if sock is None:
         sock = listen_socket(config.host, config.port)
     ssl_context = None
+    made: SelfSigned | None = None
     if config.tls:
-        if config.tls_cert and config.tls_key:
+        if config.tls_cert and config.tls_key:  # a --processes worker: the parent made (and removes) them
             cert, key = Path(config.tls_cert), Path(config.tls_key)
         else:
-            cert, key = make_self_signed(config.host, config.tls_dir)
+            made = self_signed(config.host, config.tls_dir)
+            cert, key = made.cert, made.key
         ssl_context = server_context(cert, key)
+        if made is not None:
+            made.forget_key()  # loaded: nothing left on disk to read
         emulator.tls_cert = str(cert)
     lanes: set[FastLane] = set()
     if ssl_context is None and use_fast_lane(config):
@@ -106,7 +113,7 @@ async def start(
     emulator.public_host = url.split("://", 1)[1]
     asyncio.get_running_loop().set_exception_handler(emulator.fd_monitor.loop_exception_handler)
     monitor = asyncio.ensure_future(emulator.fd_monitor.probe(sock.fileno()))
-    return RunningEmulator(emulator, runner, url, monitor, ssl_context, lanes)
+    return RunningEmulator(emulator, runner, url, monitor, ssl_context, lanes, made)
 
 
 async def serve(

@@ -7,16 +7,46 @@ bind host; clients either trust the written ``cert.pem`` or skip verification.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import ipaddress
+import shutil
 import ssl
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+
+
+@dataclass(frozen=True)
+class SelfSigned:
+    """A certificate and its key written for this process; ``temporary``: in a folder made for them."""
+
+    cert: Path
+    key: Path
+    temporary: bool
+
+    def forget_key(self) -> None:
+        """Delete the private key once every server context has loaded it (a temporary one only):
+        nothing should be left to read, even if the process is later killed."""
+        if self.temporary:
+            with contextlib.suppress(OSError):
+                self.key.unlink()
+
+    def remove(self) -> None:
+        """At exit: the temporary folder goes with the certificate (a --tls-dir one stays)."""
+        if self.temporary:
+            shutil.rmtree(self.cert.parent, ignore_errors=True)
+
+
+def self_signed(host: str, directory: str | Path | None = None) -> SelfSigned:
+    """:func:`make_self_signed`, remembering whether the folder is ours to remove."""
+    cert, key = make_self_signed(host, directory)
+    return SelfSigned(cert, key, temporary=not directory)
 
 
 def make_self_signed(host: str, directory: str | Path | None = None) -> tuple[Path, Path]:

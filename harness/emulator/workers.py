@@ -27,7 +27,7 @@ from harness.emulator.idp import ANON_KID
 from harness.emulator.process import install_stop_signals, lifeline_fd, listen_socket, run_loop, url_for
 from harness.emulator.runner import start
 from harness.emulator.server import Emulator
-from harness.emulator.tls import make_self_signed
+from harness.emulator.tls import SelfSigned, self_signed
 from harness.protocol import tokens
 
 log = logging.getLogger("lp-emulator")
@@ -69,9 +69,18 @@ def run_workers(config: EmulatorConfig) -> int:
     lp_key = tokens.generate_signing_key(config.key_bits)
     anon_key = tokens.generate_signing_key(config.key_bits, kid=ANON_KID)
     lp_pem, anon_pem = (_private_pem(k) for k in (lp_key, anon_key))
+    made: SelfSigned | None = None
     if config.tls and not config.tls_cert:
-        cert, key = make_self_signed(config.host, config.tls_dir)
-        config = replace(config, tls_cert=str(cert), tls_key=str(key))
+        made = self_signed(config.host, config.tls_dir)
+        config = replace(config, tls_cert=str(made.cert), tls_key=str(made.key))
+    try:
+        return _serve_workers(config, lp_pem, anon_pem, made)
+    finally:
+        if made is not None:
+            made.remove()
+
+
+def _serve_workers(config: EmulatorConfig, lp_pem: bytes, anon_pem: bytes, made: SelfSigned | None) -> int:
     try:
         holder = listen_socket(config.host, config.port, reuse_port=True)  # fixes the port; never listens
     except OSError as exc:
@@ -104,6 +113,8 @@ def run_workers(config: EmulatorConfig) -> int:
             _stop_all(workers)
             return 1
     holder.close()
+    if made is not None:
+        made.forget_key()  # every worker has loaded it
     sys.stdout.write(url_for(config.host, port, config.tls) + "\n")
     sys.stdout.flush()
     log.info("%d workers on port %d (pids %s)", len(workers), port, ", ".join(str(w.pid) for w in workers))

@@ -32,6 +32,7 @@ def _samples(tmp_path: Path) -> dict[str, tuple[Any, str, Any]]:
         "port": (8081, "port", 8081),
         "tls": (True, "tls", True),
         "tls-dir": (str(tmp_path / "tls"), "tls_dir", str(tmp_path / "tls")),
+        "admin-token": ("s3cret", "admin_token", "s3cret"),
         "backlog": (64, "backlog", 64),
         "processes": (2, "processes", 2),
         "account": ("acc1", "account", "acc1"),
