@@ -3,7 +3,7 @@
 
     python3 tasks.py run  [locust options...]   the main job: a short headless run on the embedded emulator
     python3 tasks.py test [pytest options...]   the test suite (what .ci/run calls)
-    python3 tasks.py ui   [locust options...]   Locust's web UI, ready to run against the embedded emulator
+    python3 tasks.py ui   [locust options...]   Locust's web UI on 127.0.0.1, ready to run against the embedded emulator
 
 Each creates ./.venv on first use and installs the project into it (again whenever pyproject.toml
 changes), so nothing needs installing by hand. Standard library only.
@@ -55,7 +55,10 @@ def main(argv: list[str]) -> int:
     _ensure_venv("")
     locust = [str(BIN / "locust"), "-f", "locustfile.py"]
     if command == "ui":
-        return _exec([*locust, *rest])
+        # Locust's web UI has no login and listens on every interface by default: bind it to this
+        # machine unless told otherwise (--web-host, with --web-login on a shared machine).
+        bind = [] if any(a.split("=")[0] == "--web-host" for a in rest) else ["--web-host", "127.0.0.1"]
+        return _exec([*locust, *bind, *rest])
     return _exec([*locust, "--config", "scenarios/smoke.conf", *rest])
 
 

@@ -13,15 +13,23 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import re
+import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Final, Literal
 
-from harness.protocol import paths
+from harness.protocol import paths, retry, tokens
 
 IDENTITIES: Final = ("anonymous", "external")
 SCENARIOS: Final = ("custom", "smoke", "load", "soak")
+ON_TARGET_DOWN: Final = ("pause", "abort")
 EMULATOR_ACCOUNT: Final = "lp-harness"  # the account used against the embedded emulator when none is set
+# Settings that name files or start processes: out of the web UI's form unless allowed (user/uiguard.py).
+ACCOUNT_RE: Final = re.compile(r"[A-Za-z0-9_-]{1,64}")  # an account (site) id: one URL path segment
+UI_PROTECTED: Final = ("lp_reports_dir", "lp_external_key", "lp_emulator_args", "lp_thresholds")
+UI_ALLOW_PATHS_FLAG: Final = "--lp-ui-allow-paths"
+UI_ALLOW_PATHS_ENV: Final = "LP_UI_ALLOW_PATHS"
 
 
 class SettingsError(ValueError):
@@ -46,10 +54,16 @@ class Settings:
     request_timeout_s: float = 10.0
     http_timeout_s: float = 10.0
     think_time_s: float = 0.0
+    retry_pauses_s: tuple[float, ...] = (5.0, 10.0, 15.0)  # after failed attempts 1, 2, 3 (RETRY), then backoff
+    backoff_base_s: float = 120.0  # full-jitter exponential backoff after the fixed pauses: base * 2**k...
+    backoff_cap_s: float = 600.0  # ... capped (a Retry-After too)
+    on_target_down: Literal["pause", "abort"] = "pause"  # the circuit breaker tripped: wait, or end the run
+    cleanup_attempts: int = 4  # closing a conversation left open through a new connection: tries (0: off)
     verify_tls: bool = True
     scenario: str = "custom"
     label: str | None = None
     reports_dir: str = "reports"
+    stop_is_success: bool = False  # SIGTERM/Ctrl-C is the run's normal end (exit on the verdict, not 6)
     threshold_files: tuple[str, ...] = ()
     threshold_rules: tuple[str, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
@@ -85,14 +99,19 @@ class Settings:
                 f"{missing} is not set: give both LP_IDP and LP_ASYNCMESSAGINGENT (host names as in the tutorial, "
                 "or base URLs), or --lp-discovery to look them up through CSDS, or neither to use the embedded emulator"
             )
+        if not ACCOUNT_RE.fullmatch(account):
+            raise SettingsError(
+                f"LP_ACCOUNT {account[:80]!r} is not an account id (letters, digits, '-' and '_', as in "
+                "'qa57221676'): check --lp-account / LP_ACCOUNT"
+            )
         idp = _base_url("LP_IDP (--lp-idp)", idp_raw)
         messaging = _base_url("LP_ASYNCMESSAGINGENT (--lp-asyncmessagingent)", msg_raw)
         identity = getattr(options, "lp_identity", "anonymous")
         if identity not in IDENTITIES:
             raise SettingsError(f"--lp-identity must be one of {', '.join(IDENTITIES)}, not {identity!r}")
         key_file = getattr(options, "lp_external_key", None) or None
-        if identity == "external" and key_file and not Path(key_file).is_file():
-            raise SettingsError(f"--lp-external-key {key_file!r} is not a readable file: give the PEM private key path")
+        if identity == "external" and key_file:
+            _check_private_key(key_file)
         scenario = getattr(options, "lp_scenario", "custom") or "custom"
         if scenario not in SCENARIOS:
             raise SettingsError(f"--lp-scenario must be one of {', '.join(SCENARIOS)}, not {scenario!r}")
@@ -110,13 +129,36 @@ class Settings:
             request_timeout_s=_seconds(options, "lp_request_timeout", minimum=0.01),
             http_timeout_s=_seconds(options, "lp_http_timeout", minimum=0.01),
             think_time_s=_seconds(options, "lp_think_time", minimum=0.0),
+            retry_pauses_s=_pauses(options),
+            backoff_base_s=_seconds(options, "lp_backoff_base", minimum=0.0),
+            backoff_cap_s=_seconds(options, "lp_backoff_cap", minimum=0.0),
+            on_target_down=_choice(options, "lp_on_target_down", ON_TARGET_DOWN),
+            cleanup_attempts=_count(options, "lp_cleanup_attempts"),
             verify_tls=not bool(getattr(options, "lp_insecure", False)),
             scenario=scenario,
             label=(getattr(options, "lp_label", None) or None),
             reports_dir=getattr(options, "lp_reports_dir", None) or "reports",
+            stop_is_success=bool(getattr(options, "lp_stop_is_success", False)),
             threshold_files=_listed(getattr(options, "lp_thresholds", None)),
             threshold_rules=_listed(getattr(options, "lp_threshold", None)),
         )
+
+
+def _check_private_key(path: str) -> None:
+    """The key file must be an RSA private key in PEM: found now, not by every user at start."""
+    flag = f"--lp-external-key {path!r}"
+    try:
+        pem = Path(path).read_bytes()
+    except OSError as exc:
+        raise SettingsError(f"{flag} cannot be read ({exc.strerror}): give the PEM private key path") from None
+    if not pem.strip():
+        raise SettingsError(f"{flag} is empty: give the brand's RSA private key in PEM")
+    if b"PUBLIC KEY" in pem and b"PRIVATE KEY" not in pem:
+        raise SettingsError(f"{flag} is a public key: external identities are signed with the private key")
+    try:
+        tokens.load_private_key(pem)
+    except Exception as exc:  # ValueError, TypeError (a password), UnsupportedAlgorithm: all one answer
+        raise SettingsError(f"{flag} is not an RSA private key in PEM ({str(exc)[:80]})") from None
 
 
 def _listed(value: object) -> tuple[str, ...]:
@@ -137,6 +179,34 @@ def _base_url(name: str, value: str) -> str:
         raise SettingsError(
             f"{name} is malformed ({exc}): give a host name like va.idp.liveperson.net or a URL like http://127.0.0.1:8080"
         ) from None
+
+
+def _pauses(options: argparse.Namespace) -> tuple[float, ...]:
+    raw = getattr(options, "lp_retry_pauses", None)
+    try:
+        return retry.parse_pauses("5,10,15" if raw is None else str(raw))
+    except ValueError:
+        raise SettingsError(
+            f"--lp-retry-pauses must be seconds separated by commas, e.g. '5,10,15', not {raw!r}"
+        ) from None
+
+
+def _choice(options: argparse.Namespace, dest: str, choices: tuple[str, ...]) -> Any:
+    raw = getattr(options, dest, None) or choices[0]
+    if raw not in choices:
+        raise SettingsError(f"--{dest.replace('_', '-')} must be one of {', '.join(choices)}, not {raw!r}")
+    return raw
+
+
+def _count(options: argparse.Namespace, dest: str) -> int:
+    raw = getattr(options, dest, None)
+    try:
+        value = int(str(raw).strip())
+    except (TypeError, ValueError):
+        value = -1
+    if value < 0:
+        raise SettingsError(f"--{dest.replace('_', '-')} must be a whole number >= 0, not {raw!r}")
+    return value
 
 
 def _seconds(options: argparse.Namespace, dest: str, *, minimum: float) -> float:
@@ -195,7 +265,7 @@ def add_arguments(parser: Any) -> None:
         "LP_EXTERNAL_KEY",
         "PEM private key file that signs external identities (default: the tutorial's test key).",
         default="",
-        is_secret=True,
+        include_in_web_ui=ui_may_edit_paths(),
     )
     add(
         "--lp-hold",
@@ -215,6 +285,40 @@ def add_arguments(parser: Any) -> None:
     add("--lp-http-timeout", "LP_HTTP_TIMEOUT", "Seconds for each IDP call.", default="10")
     add("--lp-think-time", "LP_THINK_TIME", "Seconds a user waits between sessions.", default="0")
     add(
+        "--lp-retry-pauses",
+        "LP_RETRY_PAUSES",
+        "Seconds a user pauses after its 1st, 2nd, 3rd failed attempt in a row (LivePerson's retry guidance), "
+        "then exponential backoff with jitter. Any failure pauses; a 429 waits its Retry-After (>= 1 s).",
+        default="5,10,15",
+    )
+    add(
+        "--lp-backoff-base",
+        "LP_BACKOFF_BASE",
+        "Seconds: the backoff after the fixed pauses is random up to base * 2**k (LivePerson: 2, 4, 8 min).",
+        default="120",
+    )
+    add(
+        "--lp-backoff-cap",
+        "LP_BACKOFF_CAP",
+        "Seconds: no backoff pause is longer (a server's Retry-After is honoured, up to an hour).",
+        default="600",
+    )
+    add(
+        "--lp-on-target-down",
+        "LP_ON_TARGET_DOWN",
+        "When most attempts to a host fail unanswered (refused, reset, timeout): pause the users until it "
+        "answers again, or abort the run (end reason 'target down').",
+        default="pause",
+        choices=list(ON_TARGET_DOWN),
+    )
+    add(
+        "--lp-cleanup-attempts",
+        "LP_CLEANUP_ATTEMPTS",
+        "Tries to close a conversation a failed socket left open, through a new connection of the same "
+        "consumer (0: leave it open).",
+        default="4",
+    )
+    add(
         "--lp-insecure",
         "LP_INSECURE",
         "Do not verify TLS certificates (only for self-signed test targets).",
@@ -229,18 +333,50 @@ def add_arguments(parser: Any) -> None:
         choices=list(SCENARIOS),
     )
     add("--lp-label", "LP_LABEL", "A label for this run in reports, e.g. the release under test.", default="")
-    add("--lp-reports-dir", "LP_REPORTS_DIR", "Folder under which each run writes <run-id>/.", default="reports")
+    add(
+        "--lp-stop-is-success",
+        "LP_STOP_IS_SUCCESS",
+        "A SIGTERM or Ctrl-C is the run's normal end (a soak an operator stops): exit on the thresholds "
+        "and failures, not with the interrupted code 6.",
+        action="store_true",
+        default=False,
+    )
+    in_form = ui_may_edit_paths()  # path-like and emulator settings: not in the web UI's form (user/uiguard.py)
+    add(
+        "--lp-reports-dir",
+        "LP_REPORTS_DIR",
+        "Folder under which each run writes <run-id>/.",
+        default="reports",
+        include_in_web_ui=in_form,
+    )
     add(
         "--lp-emulator-args",
         "LP_EMULATOR_ARGS",
         'Extra options for the embedded emulator (latency, faults), e.g. "--latency authenticate=80".',
         default="",
+        include_in_web_ui=in_form,
     )
     add("--lp-thresholds", "LP_THRESHOLDS", "TOML (or JSON) file of thresholds (SLOs) evaluated at the end of the "
-        "run; see docs/reports.md and scenarios/thresholds.sample.toml.", default="")
+        "run; see docs/reports.md and scenarios/thresholds.sample.toml.", default="", include_in_web_ui=in_form)
+    add(
+        UI_ALLOW_PATHS_FLAG,
+        UI_ALLOW_PATHS_ENV,
+        "Let the web UI's start form change path-like and emulator settings (reports folder, key file, "
+        "thresholds file, emulator options). Off: only on a machine nobody else can reach.",
+        action="store_true",
+        default=False,
+        include_in_web_ui=False,
+    )
     add("--lp-threshold", "LP_THRESHOLD", "One threshold rule, e.g. 'authenticate:p95<200' or "
         "'phase:socket:fail_ratio<2%;abortOnFail;delayAbortEval=30s'. Repeatable.", action="append", default=None)
     parser.add_argument("--lp-embedded-url", default="", help=argparse.SUPPRESS, include_in_web_ui=False)
+
+
+def ui_may_edit_paths() -> bool:
+    """Asked while the options are declared, before Locust parses them (the form is built from the
+    declarations): so the command line or the environment, not a config file."""
+    env = os.environ.get(UI_ALLOW_PATHS_ENV, "").strip().lower()
+    return UI_ALLOW_PATHS_FLAG in sys.argv or env in ("1", "true", "yes", "on")
 
 
 def wants_embedded_emulator(options: argparse.Namespace) -> bool:

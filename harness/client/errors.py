@@ -39,6 +39,7 @@ class ClientError(Exception):
     """Base of every failure the client raises; ``category`` is the report string."""
 
     category: str = "error ClientError"
+    retry_after: float | None = None  # seconds a refusal (429, 503) asked the client to wait, if it said
 
     def __init__(self, message: str = "", *, category: str | None = None) -> None:
         if category is not None:
@@ -74,10 +75,11 @@ class BadFrame(ClientError):
 
 
 class HandshakeRejected(ClientError):
-    """The WebSocket upgrade was answered with an HTTP status other than 101."""
+    """The WebSocket upgrade was answered with an HTTP status other than 101 (``Retry-After`` kept)."""
 
-    def __init__(self, status: int, message: str = "") -> None:
+    def __init__(self, status: int, message: str = "", *, retry_after: float | None = None) -> None:
         self.status = status
+        self.retry_after = retry_after
         self.category = f"handshake {status}"
         super().__init__(message or f"WebSocket upgrade refused with HTTP {status}")
 

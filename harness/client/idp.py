@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from harness.client.errors import BadFrame, HttpStatusError
 from harness.protocol import idp as contract
 from harness.protocol import paths, tokens
+from harness.protocol.retry import parse_retry_after
 
 if TYPE_CHECKING:
     from locust.contrib.fasthttp import FastHttpSession
@@ -38,9 +39,13 @@ class IdpClient:
         self._authorize_path = paths.anonymous_authorize_path(account)
         self._authenticate_path = paths.authenticate_path(account)
 
-    def anonymous_authorize(self) -> str:
-        """The unauthenticated external JWT (the tutorial reads ``.jwt``; newer docs ``.token``)."""
-        return _token_of(self._post(self._authorize_path, contract.authorize_body()))
+    def anonymous_authorize(self, previous: str | None = None) -> str:
+        """The unauthenticated external JWT (the tutorial reads ``.jwt``; newer docs ``.token``).
+
+        ``previous``: an identity token of this consumer to extend (``{"id_token": old}``): the
+        same consumer (``sub``) comes back with a new expiry, so it can still reach what it opened.
+        """
+        return _token_of(self._post(self._authorize_path, contract.authorize_body(previous)))
 
     def authenticate(self, auth_code: str) -> str:
         """Exchange an external JWT (the tutorial's ``{"authCode": ...}``) for the LP JWT."""
@@ -55,7 +60,7 @@ class IdpClient:
             raise error  # transport failure: refused, timeout, TLS... categorised by the caller
         if not 200 <= response.status_code < 300:
             error = HttpStatusError(response.status_code, _error_text(response))
-            error.retry_after = _retry_after(response)  # 429/503: the user waits this long before its next session
+            error.retry_after = _retry_after(response)  # 429/503: the user's backoff waits at least this long
             raise error
         try:
             return json.loads(response.content or b"")
@@ -83,13 +88,17 @@ class IdentitySource:
     def anonymous(self) -> bool:
         return self._key is None
 
-    def external_token(self) -> str:
-        """A self-signed external identity for a new session, unique per user and session."""
-        assert self._key is not None, "external_token() needs identity=external"
+    def new_external_sub(self) -> str:
+        """The ``sub`` of a new external consumer, unique per user and session."""
         self.sessions += 1
+        return f"lp-harness-{self.user_tag}-{self.sessions}"
+
+    def external_token(self, sub: str | None = None) -> str:
+        """A self-signed external identity: a new consumer, or (``sub``) the same one signed again."""
+        assert self._key is not None, "external_token() needs identity=external"
         claims = tokens.external_claims(
             self.settings.account,
-            sub=f"lp-harness-{self.user_tag}-{self.sessions}",
+            sub=sub or self.new_external_sub(),
             now=time.time(),
             lifetime_s=3600,
             given_name="Load Test",
@@ -115,8 +124,9 @@ def _error_text(response: Any) -> str:
 
 
 def _retry_after(response: Any) -> float | None:
+    """``Retry-After`` in seconds, from either of its forms (delta-seconds or an HTTP date)."""
     try:
         value = response.headers.get("Retry-After") if response.headers else None
-        return float(value) if value is not None else None
-    except (TypeError, ValueError):
+    except (AttributeError, TypeError):
         return None
+    return parse_retry_after(value, time.time()) if isinstance(value, str) else None

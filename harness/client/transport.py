@@ -22,6 +22,7 @@ from __future__ import annotations
 import itertools
 import os
 import ssl
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
@@ -35,6 +36,7 @@ from gevent import ssl as gssl
 from harness.client.errors import ClientError, Dropped, HandshakeRejected, Timeout, typed
 from harness.client.resolver import ip_literal_family
 from harness.protocol import handshake
+from harness.protocol.retry import parse_retry_after
 
 UPGRADE_RECV_SIZE: Final = 4096
 LOOPBACK_SOURCES: Final = tuple(f"127.0.1.{n}" for n in range(1, 65))
@@ -162,8 +164,9 @@ def upgrade(sock: Any, where: Target, token: str, headers: Iterable[str] = ()) -
         answer = handshake.parse_upgrade_answer(buf[:end], key)
     except handshake.HandshakeError as exc:
         raise ClientError(f"bad upgrade status line {exc.detail}", category=_BAD_HANDSHAKE) from None
-    if answer.status != 101:
-        raise HandshakeRejected(answer.status)
+    if answer.status != 101:  # a 429/503 may say when to come back: the user's backoff honours it
+        retry_after = parse_retry_after(answer.headers.get("retry-after"), time.time())
+        raise HandshakeRejected(answer.status, retry_after=retry_after)
     if not answer.accepted:
         raise ClientError("bad Sec-WebSocket-Accept in the upgrade response", category=_BAD_HANDSHAKE)
     return buf[end + 4 :]

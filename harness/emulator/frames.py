@@ -186,7 +186,12 @@ class PingExchange(ladder.Exchange[None]):
 
 
 async def _pong(core: Core, sock: Sock, stats: TargetStats, t0: float, data: bytes, injected: float) -> None:
-    await sock.ws.pong(data)
+    if not sock.alive():  # a ping read as a reset or close fired: nobody is left to answer
+        return
+    try:
+        await sock.ws.pong(data)
+    except ConnectionResetError:  # the transport went down under the write: the same, found a moment later
+        return
     stats.ok += 1
     core.ledger.pings_ponged += 1
     stats.timing(perf() - t0, injected)

@@ -45,9 +45,14 @@ class EmulatorProcess:
         env: Mapping[str, str] | None = None,
         preexec_fn: Any = None,
         admin_token: str | None = None,
+        new_session: bool = False,
     ) -> None:
         """``admin_token``: the emulator requires it on /admin/* (passed in its environment, not its
-        command line, so ``ps`` does not show it); this object's admin calls send it."""
+        command line, so ``ps`` does not show it); this object's admin calls send it.
+        ``new_session``: out of the terminal's process group, so a Ctrl-C meant for the load test
+        does not stop its target before the users have closed their conversations (the lifeline
+        still ends it with us)."""
+        self.new_session = new_session
         self.args = [str(a) for a in args]
         self.admin_token = admin_token
         self.startup_timeout = startup_timeout
@@ -84,6 +89,7 @@ class EmulatorProcess:
             stderr=self._stderr,
             env=env,
             preexec_fn=self._preexec_fn,  # noqa: PLW1509 -- only tests pass one (rlimits)
+            start_new_session=self.new_session,
         )
         line = self._first_line()
         if not line.startswith(("http://", "https://")):

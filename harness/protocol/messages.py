@@ -122,3 +122,18 @@ def conversation_id_of(body: object) -> str | None:
         if isinstance(value, str) and 0 < len(value) <= 64:
             return value
     return None
+
+
+def conversation_states(body: object) -> dict[str, str]:
+    """Conversation id -> state (OPEN, CLOSE) in an ``ExConversationChangeNotification`` body."""
+    found: dict[str, str] = {}
+    changes = body.get("changes") if isinstance(body, dict) else None
+    for change in changes if isinstance(changes, list) else ():
+        result = change.get("result") if isinstance(change, dict) else None
+        if not isinstance(result, dict) or change.get("type", "UPSERT") != "UPSERT":
+            continue
+        details = result.get("conversationDetails")
+        conv_id = result.get("convId")
+        if isinstance(conv_id, str) and isinstance(details, dict) and isinstance(details.get("state"), str):
+            found[conv_id] = details["state"]
+    return found

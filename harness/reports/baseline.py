@@ -27,7 +27,7 @@ def promote(run_dir: str | Path, to: str | Path, *, force: bool = False) -> dict
     summary = load_summary(src)
     run = summary.get("run") or {}
     problems = []
-    if run.get("end_reason") in ("error", "threshold abort"):
+    if run.get("end_reason") in ("error", "threshold abort", "target down"):
         problems.append(f"it ended with {run.get('end_reason')!r}")
     th = summary.get("thresholds")
     if th and not th.get("passed", True):

@@ -1,16 +1,19 @@
 """Reading summaries from disk: a run folder or a ``summary.json``, checked for format and version.
 
 The JSON Schema of the format ships inside this package (:func:`load_schema`), so an installed
-lp-harness can validate a summary without the source tree.
+lp-harness can validate a summary without the source tree -- and every reader does: a summary
+that does not match it is refused with the file and the field named (:mod:`.schemacheck`).
 """
 
 from __future__ import annotations
 
 import json
+from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Any, Final
 
+from harness.reports.schemacheck import first_problem
 from harness.reports.summary import FORMAT, VERSION
 
 SUPPORTED_VERSIONS: Final = (VERSION,)  # older versions join this tuple when a reader for them is kept
@@ -44,6 +47,7 @@ def load_summary(path: str | Path) -> dict[str, Any]:
 
 
 def check_summary(data: Any, where: str = "summary") -> None:
+    """Format, version, then the whole schema; ReportError naming ``where`` and the first bad field."""
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise ReportError(f"{where}: not an lp-harness summary (format must be {FORMAT!r})")
     if data.get("version") not in SUPPORTED_VERSIONS:
@@ -54,6 +58,12 @@ def check_summary(data: Any, where: str = "summary") -> None:
     for key in ("run", "steps"):
         if not isinstance(data.get(key), dict):
             raise ReportError(f"{where}: missing the {key!r} section")
+    problem = first_problem(data, _schema())
+    if problem is not None:
+        raise ReportError(
+            f"{where}: not a valid summary: field {problem} (the file is damaged or was edited by hand: "
+            "use the run's original summary.json, or rerun)"
+        )
 
 
 def expand_runs(paths: list[str | Path]) -> list[Path]:
@@ -69,6 +79,11 @@ def expand_runs(paths: list[str | Path]) -> list[Path]:
         else:
             out.append(summary_path(p))
     return out
+
+
+@lru_cache(maxsize=1)
+def _schema() -> dict[str, Any]:
+    return load_schema()
 
 
 def load_schema() -> dict[str, Any]:

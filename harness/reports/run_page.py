@@ -18,7 +18,7 @@ from harness.reports.render import value_text
 
 PCTS: Final = tuple((display(q), ms_key(q)) for q in QUANTILES)  # (("p50", "p50_ms"), ..., ("p99.9", ...))
 MARKED_QUANTILE: Final = 0.95  # the dashed line on each distribution
-BAD_ENDS: Final = ("error", "threshold abort", "sigterm", "sigint")
+BAD_ENDS: Final = ("error", "threshold abort", "target down", "sigterm", "sigint")
 
 
 def run_html(summary: Mapping[str, Any]) -> str:

@@ -21,8 +21,12 @@ def build_summary(
     metrics: dict[str, Any],
     thresholds: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The summary of one run: ``run`` metadata, per-step stats, and the harness metrics."""
-    return {
+    """The summary of one run: ``run`` metadata, per-step stats, and the harness metrics.
+
+    ``conversations`` (opened, closed, left open and why, the cleanup's calls) and ``backoff``
+    (pauses, breaker trips) are optional: summaries written before they existed have neither.
+    """
+    summary = {
         "format": FORMAT,
         "version": VERSION,
         "run": run,
@@ -32,6 +36,10 @@ def build_summary(
         "pings": metrics["pings"],
         "thresholds": thresholds,
     }
+    for optional in ("conversations", "backoff"):
+        if metrics.get(optional) is not None:
+            summary[optional] = metrics[optional]
+    return summary
 
 
 def terminal_table(summary: dict[str, Any]) -> str:
@@ -66,6 +74,22 @@ def terminal_table(summary: dict[str, Any]) -> str:
         f"{sockets['drops']} dropped, server closes {sockets['server_closes'] or '-'}   "
         f"pings: {pings['sent']} sent, {pings['answered']} answered, {pings['timeouts']} timed out"
     )
+    conversations, backoff = summary.get("conversations"), summary.get("backoff")
+    if conversations:
+        why = ", ".join(f"{k} x{v}" for k, v in (conversations.get("left_open_reasons") or {}).items())
+        unknown = int((conversations.get("cleanup") or {}).get("unconfirmed") or 0)
+        lines.append(
+            f"conversations: {conversations['opened']} opened, {conversations['closed']} closed "
+            f"({conversations['closed_by_cleanup']} by the cleanup), {conversations['left_open']} left open"
+            + (f" ({why})" if why else "")
+            + (f", {unknown} request(s) whose outcome is unknown" if unknown else "")
+        )
+    if backoff and (backoff.get("pauses") or backoff.get("breaker_trips")):
+        lines.append(
+            f"backoff: {backoff['pauses']} pauses after failures ({backoff['pause_s']:.0f} s in all, "
+            f"{backoff['throttled']} throttled), target down {backoff['breaker_trips']} time(s), "
+            f"{backoff['breaker_waits']} attempts held back by the breaker"
+        )
     lines.append(f"run {run['id']} ({run.get('end_reason') or 'running'}), reports in {run.get('reports_dir', '-')}")
     return "\n".join(lines)
 

@@ -97,6 +97,8 @@ def run_metadata(environment: Environment) -> dict[str, Any]:
         "hostname": socket.gethostname(),
         "reports_dir": state.reports_path,
         "settings": settings.public() if settings else {},
+        # what the preflight sent to the target before the load (the target's own counts include it)
+        "preflight": getattr(state, "preflight", None) or {},
     }
 
 

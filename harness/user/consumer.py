@@ -5,6 +5,9 @@ anonymous-authorize -> authenticate -> connect -> request-conversation -> hold (
 
 Each step is timed and reported by :class:`~harness.user.steps.StepReporter`; each session fails
 at most once, in the phase where it failed, with one category (:mod:`harness.user.metrics`).
+A failed session pauses the user per the retry policy, every call waits while its host's circuit
+breaker is open (:mod:`harness.user.backoff`), and a conversation a failed socket left open is
+closed through a new connection of the same consumer (:mod:`harness.user.cleanup`).
 """
 
 from __future__ import annotations
@@ -13,24 +16,27 @@ import itertools
 import logging
 import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 
 import gevent
 from locust import User, task
 from locust.contrib.fasthttp import FastHttpSession
 
-from harness.client.errors import ClientError, categorize
+from harness.client.errors import ClientError, ErrorResponse, categorize
 from harness.client.idp import IdentitySource, IdpClient
 from harness.client.keepalive import install_keepalive_check
 from harness.client.resolver import install_numeric_fast_path
 from harness.client.socket import ConsumerSocket
 from harness.protocol.messages import MessageType, close_conversation_body, conversation_id_of
+from harness.user.backoff import UserBackoff, guard_of, host_of, policy_of, retry_after_of
+from harness.user.cleanup import CLEANUP_TIMEOUT_S, Cleanup, ConsumerIdentity, Leftover
 from harness.user.state import metrics_of, settings_of, stopping_event
 from harness.user.steps import Step, StepFailed, StepReporter
 
 log = logging.getLogger(__name__)
-CLEANUP_TIMEOUT_S = 5.0
 STOP_CLOSE_FACTOR = 3.0  # once the test is stopping every user closes at once: closes get 3x the request timeout
-MAX_RETRY_AFTER_S = 60.0
 _user_numbers = itertools.count(1)
 _slow_closes = itertools.count(1)
 install_keepalive_check()  # the token phase reuses its connection past 1,024 open sockets
@@ -41,6 +47,19 @@ def _note_slow_close() -> None:
     n = next(_slow_closes)
     if n == 1 or n % 1000 == 0:
         log.warning("%d socket close(s) did not finish in %.0f s (the socket is torn down anyway)", n, CLEANUP_TIMEOUT_S)
+
+
+@dataclass
+class _Conversation:
+    """What this session's conversation is known to be, so that nothing it opened goes unaccounted."""
+
+    id: str | None = None
+    requested: bool = False  # the request was sent and no answer settled it: one may be open
+    closing: bool = False  # the close was sent, its answer not read yet
+    settled: bool = False  # closed (confirmed), or handed over to the cleanup
+
+    def leftover(self) -> bool:
+        return not self.settled and (self.id is not None or self.requested)
 
 
 class ConsumerUser(User):
@@ -64,50 +83,82 @@ class ConsumerUser(User):
             max_retries=0,
         )
         self.idp = IdpClient(self.http, self.settings.account)
-        self.retry_after_s = 0.0
+        self.backoff = UserBackoff(policy_of(self.settings), self.metrics)
+        self.guard = guard_of(environment)
+        self.idp_host, self.socket_host = host_of(self.settings.idp), host_of(self.settings.socket_url)
+        self.cleanup = Cleanup(
+            self.settings,
+            self.metrics,
+            self.guard,
+            self.idp,
+            self.identities,
+            lambda: self.http.client.close(),
+        )
 
     def wait_time(self) -> float:
-        """Think time, plus any Retry-After the IDP asked for (RETRY: wait before trying again)."""
-        backoff, self.retry_after_s = self.retry_after_s, 0.0
-        return self.settings.think_time_s + min(backoff, MAX_RETRY_AFTER_S)
+        """The think time, or longer: a failed session's pause per the retry policy (RETRY)."""
+        return max(self.settings.think_time_s, self.backoff.remaining())
 
     @task
     def session(self) -> None:
         """One session: the token phase, then the socket phase; a failure ends the session."""
         started = time.perf_counter()
-        lp_token = self._token_phase()
-        if lp_token is not None and not stopping_event(self.environment).is_set():
-            self._socket_phase(lp_token, started)
+        consumer = self._token_phase()
+        if consumer is not None and not stopping_event(self.environment).is_set():
+            self._socket_phase(consumer, started)
+
+    @contextmanager
+    def _call(self, step: str, host: str) -> Iterator[None]:
+        """A timed step that is also an attempt on ``host``: its outcome feeds that host's breaker."""
+        try:
+            with self.steps.measure(step, categorize):
+                yield
+        except StepFailed as failure:
+            self.guard.record(host, failure.category)
+            raise
+        self.guard.record(host, None)
+
+    def _failed(self, phase: str, failure: StepFailed) -> None:
+        """A failed session: counted once, in its phase; the user pauses per the policy before the next."""
+        self.metrics.fail_phase(phase, failure.category)
+        self.backoff.failed(failure.category, retry_after_of(failure))
 
     # ------------------------------------------------------------------ token phase
-    def _token_phase(self) -> str | None:
+    def _token_phase(self) -> ConsumerIdentity | None:
+        if not self.guard.admit(self.idp_host):
+            return None  # the run stopped while the IDP was down
         self.metrics.start_phase("token")
         try:
+            sub = None
             if self.identities.anonymous:
-                with self.steps.measure(Step.ANONYMOUS_AUTHORIZE, categorize):
+                with self._call(Step.ANONYMOUS_AUTHORIZE, self.idp_host):
                     auth_code = self.idp.anonymous_authorize()
             else:
-                auth_code = self.identities.external_token()
-            with self.steps.measure(Step.AUTHENTICATE, categorize):
-                return self.idp.authenticate(auth_code)
+                sub = self.identities.new_external_sub()
+                auth_code = self.identities.external_token(sub)
+            with self._call(Step.AUTHENTICATE, self.idp_host):
+                lp_token = self.idp.authenticate(auth_code)
+            return ConsumerIdentity(lp_token, auth_code if sub is None else None, sub)
         except StepFailed as failure:
-            self.metrics.fail_phase("token", failure.category)
-            self.retry_after_s = getattr(failure.cause, "retry_after", None) or 0.0
+            self._failed("token", failure)
             return None
         finally:
             self.http.client.close()  # a held session costs one socket, not two
 
     # ------------------------------------------------------------------ socket phase
-    def _socket_phase(self, lp_token: str, started: float) -> None:
+    def _socket_phase(self, consumer: ConsumerIdentity, started: float) -> None:
+        if not self.guard.admit(self.socket_host):
+            return  # the run stopped while the messaging host was down
         settings, steps = self.settings, self.steps
         self.metrics.start_phase("socket")
         sock: ConsumerSocket | None = None
-        conversation_id: str | None = None
+        conv = _Conversation()
+        failed: StepFailed | None = None
         try:
-            with steps.measure(Step.CONNECT, categorize):
+            with self._call(Step.CONNECT, self.socket_host):
                 sock = ConsumerSocket.connect(
                     settings.socket_url,
-                    lp_token,
+                    consumer.lp_token,
                     timeout=settings.connect_timeout_s,
                     verify_tls=settings.verify_tls,
                     ping_interval=settings.ping_interval_s,
@@ -117,28 +168,40 @@ class ConsumerUser(User):
                 )
             self.metrics.socket_opened()
             self.metrics.live_sockets.add(sock)
+            conv.requested = True
             with steps.measure(Step.REQUEST_CONVERSATION, categorize):
-                response = sock.request(MessageType.REQUEST_CONVERSATION, None, timeout=settings.request_timeout_s)
-                conversation_id = conversation_id_of(response.body)
-                if conversation_id is None:
+                try:
+                    response = sock.request(MessageType.REQUEST_CONVERSATION, None, timeout=settings.request_timeout_s)
+                except ErrorResponse:
+                    conv.requested = False  # an error answer opened nothing
+                    raise
+                conv.id = conversation_id_of(response.body)
+                if conv.id is None:
                     raise StepFailed(
                         Step.REQUEST_CONVERSATION, "bad json", ValueError("response has no conversationId")
                     )
+            self.metrics.conversations.opened_one()
             ttc_ms = (time.perf_counter() - started) * 1000.0
             steps.report(Step.TIME_TO_CONVERSATION, ttc_ms, start_time=time.time() - ttc_ms / 1000.0)
             self._hold(sock)
-            closing_id, conversation_id = conversation_id, None  # sent once, even if Locust stops us mid-request
             stopping = stopping_event(self.environment).is_set()
             close_timeout = settings.request_timeout_s * (STOP_CLOSE_FACTOR if stopping else 1.0)
+            conv.closing = True  # sent once, even if Locust stops us mid-request
             with steps.measure(Step.CLOSE_CONVERSATION, categorize):
                 sock.request(
-                    MessageType.UPDATE_CONVERSATION_FIELD, close_conversation_body(closing_id), timeout=close_timeout
+                    MessageType.UPDATE_CONVERSATION_FIELD, close_conversation_body(conv.id), timeout=close_timeout
                 )
+            conv.settled = True
+            self.metrics.conversations.closed_one()
             try:
-                sock.close(timeout=close_timeout)
+                info = sock.close(timeout=close_timeout)
             except ClientError as exc:  # the close handshake itself failed: still a socket-phase failure
                 raise StepFailed(Step.CLOSE_CONVERSATION, categorize(exc), exc) from exc
+            if info.kind != "clean":  # e.g. aborted for a lost pong after the close: not a clean session
+                raise StepFailed(Step.CLOSE_CONVERSATION, info.category or "dropped", info.error())
+            self.backoff.succeeded()
         except StepFailed as failure:
+            failed = failure
             if (
                 failure.step == Step.CLOSE_CONVERSATION
                 and failure.category == "timeout"
@@ -146,19 +209,52 @@ class ConsumerUser(User):
             ):
                 self.metrics.interrupt_phase("socket")  # the stop storm, not the target (metrics.PhaseCounts)
             else:
-                self.metrics.fail_phase("socket", failure.category)
+                self._failed("socket", failure)
         except gevent.GreenletExit:
             # Locust is stopping this user: leave the emulator/service clean, then let it stop.
-            if sock is not None and sock.open:
-                if conversation_id is None:  # stopped while the server opened one: learn its id
-                    opened = sock.pending_response(MessageType.REQUEST_CONVERSATION, CLEANUP_TIMEOUT_S)
-                    conversation_id = conversation_id_of(opened.body) if opened is not None else None
-                if conversation_id is not None:
-                    self._close_conversation_quietly(sock, conversation_id)
+            self._stopped_mid_session(sock, conv, consumer)
             raise
         finally:
             if sock is not None:
                 self._release(sock)
+        if conv.leftover():
+            conv.settled = True
+            self._clean_up(consumer, conv, failed)
+
+    def _clean_up(self, consumer: ConsumerIdentity, conv: _Conversation, failed: StepFailed | None) -> None:
+        """Hand what the failed socket left open to the cleanup (a new connection, outside the steps)."""
+        first_pause = 0.0
+        stopping = stopping_event(self.environment).is_set()
+        if failed is not None and failed.step == Step.CLOSE_CONVERSATION and not stopping:
+            first_pause = self.backoff.policy.session_pause(failed.category, 1)  # the close itself failed: a retry
+        self.cleanup.run(Leftover(consumer, conv.id, first_pause))
+
+    def _stopped_mid_session(
+        self, sock: ConsumerSocket | None, conv: _Conversation, consumer: ConsumerIdentity
+    ) -> None:
+        """Killed by Locust mid-session: settle the conversation on this socket if it can, else by the cleanup."""
+        if conv.settled:
+            return
+        if sock is not None and sock.open:
+            if conv.closing:  # the close was sent: its answer says whether it closed
+                closed = sock.pending_response(MessageType.UPDATE_CONVERSATION_FIELD, CLEANUP_TIMEOUT_S)
+                if closed is not None:
+                    conv.settled = True
+                    self.metrics.conversations.closed_one()
+                    return
+            elif conv.id is None and conv.requested:  # stopped while the server opened one: learn its id
+                opened = sock.pending_response(MessageType.REQUEST_CONVERSATION, CLEANUP_TIMEOUT_S)
+                conv.id = conversation_id_of(opened.body) if opened is not None else None
+                if conv.id is not None:
+                    conv.requested = False
+                    self.metrics.conversations.opened_one()
+            if conv.id is not None and not conv.closing and self._close_conversation_quietly(sock, conv.id):
+                conv.settled = True
+                self.metrics.conversations.closed_one()
+                return
+        if conv.leftover():
+            conv.settled = True
+            self.cleanup.run_final(Leftover(consumer, conv.id))
 
     def _hold(self, sock: ConsumerSocket) -> None:
         """Hold the socket for the hold time; an early end (server close, drop, lost pong) fails the session."""
@@ -185,7 +281,7 @@ class ConsumerUser(User):
         failure = StepFailed(Step.PING, "pong timeout")
         self.steps.report(Step.PING, timeout_s * 1000.0, start_time=time.time() - timeout_s, exception=failure)
 
-    def _close_conversation_quietly(self, sock: ConsumerSocket, conversation_id: str) -> None:
+    def _close_conversation_quietly(self, sock: ConsumerSocket, conversation_id: str) -> bool:
         try:
             with gevent.Timeout(CLEANUP_TIMEOUT_S), self.steps.measure(Step.CLOSE_CONVERSATION, categorize):
                 sock.request(
@@ -195,6 +291,8 @@ class ConsumerUser(User):
                 )
         except (StepFailed, gevent.Timeout):
             log.debug("closing conversation while stopping failed", exc_info=True)
+            return False
+        return True
 
     def _release(self, sock: ConsumerSocket) -> None:
         """Close the socket (cleanly, if it is still open) and account for how it ended."""

@@ -1,22 +1,16 @@
-"""Before a run: find the hosts through CSDS when asked, and check they answer.
-
-Both run once, on the master, before any user starts, so a wrong host ends the run with one
-line naming the setting instead of thousands of identical failures.
-"""
+"""Before a run: find the hosts through CSDS when asked (once, on the master, before any user starts)."""
 
 from __future__ import annotations
 
-import socket
 from urllib.parse import urlsplit
 
 import requests
 
 from harness.protocol import idp as contract
 from harness.protocol import paths
-from harness.settings import Settings, SettingsError
+from harness.settings import SettingsError
 
 DISCOVERY_TIMEOUT_S = 10.0
-REACHABLE_TIMEOUT_S = 3.0
 
 
 def discover(discovery: str, account: str) -> tuple[str, str]:
@@ -50,19 +44,3 @@ def discover(discovery: str, account: str) -> tuple[str, str]:
     # CSDS gives bare host names; the scheme follows the discovery URL's (https for real accounts).
     scheme = urlsplit(base).scheme
     return f"{scheme}://{found[0]}", f"{scheme}://{found[1]}"
-
-
-def check_reachable(settings: Settings) -> None:
-    """A TCP connect to each host; SettingsError naming the setting when one does not answer."""
-    for name, url in (("LP_IDP", settings.idp), ("LP_ASYNCMESSAGINGENT", settings.messaging)):
-        parts = urlsplit(url)
-        port = parts.port or (443 if parts.scheme in ("https", "wss") else 80)
-        try:
-            with socket.create_connection((parts.hostname, port), timeout=REACHABLE_TIMEOUT_S):
-                pass
-        except OSError as exc:
-            reason = exc.strerror or type(exc).__name__
-            raise SettingsError(
-                f"{name} {url} is unreachable ({reason}): check the host and port, or unset LP_IDP and "
-                "LP_ASYNCMESSAGINGENT to use the embedded emulator"
-            ) from None

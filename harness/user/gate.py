@@ -4,7 +4,8 @@ Rules come from ``--lp-thresholds FILE`` and ``--lp-threshold RULE`` (harness.re
 parses and evaluates them; this module only runs them against the live run). Rules marked
 ``abortOnFail`` are checked every few seconds once their ``delayAbortEval`` has passed, and a
 broken one stops the run with end reason ``threshold abort``. At the end the verdict goes into
-``summary.json``, ``junit.xml`` and the process exit code (docs/reports.md, "Exit codes").
+``summary.json``, ``junit.xml`` and the process exit code (docs/reports.md, "Exit codes"); a run
+stopped from outside or one that lost a worker is still judged, but exits with its own code.
 """
 
 from __future__ import annotations
@@ -65,6 +66,9 @@ def verdict(summary: dict[str, Any], rules: list[Rule], *, final: bool) -> Thres
 
 
 def set_exit_code(environment: Environment, summary: dict[str, Any], has_rules: bool) -> None:
-    """With thresholds the exit code is theirs (0 or 3); without, Locust's own rule stands (0 or 1)."""
-    if has_rules or summary["run"].get("end_reason") in ("threshold abort", "error"):
-        environment.process_exit_code = exitcodes.run_exit_code(summary)
+    """The run's exit code (docs/reports.md, "Exit codes"): a lost worker (7) and an outside stop (6)
+    come before the thresholds (0 or 3); without rules, Locust's own rule stands (0 or 1)."""
+    settings = state_of(environment).settings
+    code = exitcodes.run_exit_code(summary, stop_is_success=bool(settings and settings.stop_is_success))
+    if has_rules or code not in (exitcodes.OK, exitcodes.FAILURES):
+        environment.process_exit_code = code

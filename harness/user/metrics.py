@@ -1,6 +1,8 @@
 """Per-phase session accounting, socket and ping gauges: what Locust's request stats cannot say.
 
-A session fails at most once, in one phase, with one category. Each process keeps a
+A session fails at most once, in one phase, with one category. The conversations the users opened
+(and how each ended: closed, closed by the cleanup, left open and why) and the backoff (pauses,
+circuit-breaker trips) are counted here too, apart from the steps. Each process keeps a
 :class:`HarnessMetrics`; workers send theirs (cumulative values, so a lost or repeated report
 cannot double-count) with every stats report, and the master sums the latest from each worker.
 """
@@ -36,6 +38,97 @@ class PhaseCounts:
 
 
 @dataclass
+class ConversationCounts:
+    """What the users opened on the target and whether they left it clean (docs/reports.md, "Cleanup")."""
+
+    opened: int = 0
+    closed: int = 0  # closed, by the session itself or by the cleanup (confirmed by the server)
+    closed_by_cleanup: int = 0  # of which the cleanup closed them, or found them closed already
+    left_open: int = 0
+    left_open_reasons: Counter[str] = field(default_factory=Counter)  # "resp 500", "refused", "stopped: timeout"...
+    cleanups: int = 0  # conversations handed to the cleanup
+    cleanup_attempts: int = 0  # its tries (each a new connection)
+    cleanup_calls: Counter[str] = field(default_factory=Counter)  # ledger target -> calls the cleanup made
+    cleanup_failures: Counter[str] = field(default_factory=Counter)  # category -> failed cleanup tries
+    not_found: int = 0  # of closed_by_cleanup: answered 404 and not among the consumer's conversations
+    unconfirmed: int = 0  # requests whose answer never came and no cleanup try could ask whether they opened one
+    open: int = 0  # gauge: opened and not yet closed or given up
+
+    def opened_one(self) -> None:
+        self.opened += 1
+        self.open += 1
+
+    def closed_one(self, *, by_cleanup: bool = False) -> None:
+        self.closed += 1
+        self.closed_by_cleanup += by_cleanup
+        self.open = max(0, self.open - 1)
+
+    def left_one(self, reason: str) -> None:
+        self.left_open += 1
+        self.left_open_reasons[reason] += 1
+        self.open = max(0, self.open - 1)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "opened": self.opened,
+            "closed": self.closed,
+            "closed_by_cleanup": self.closed_by_cleanup,
+            "left_open": self.left_open,
+            "left_open_reasons": dict(self.left_open_reasons.most_common()),
+            "open": self.open,
+            "cleanup": {
+                "conversations": self.cleanups,
+                "attempts": self.cleanup_attempts,
+                "calls": dict(sorted(self.cleanup_calls.items())),
+                "failures": dict(self.cleanup_failures.most_common()),
+                "not_found": self.not_found,
+                "unconfirmed": self.unconfirmed,
+            },
+        }
+
+    def add(self, part: dict[str, Any]) -> None:
+        for name in ("opened", "closed", "closed_by_cleanup", "left_open", "open"):
+            setattr(self, name, getattr(self, name) + int(part.get(name, 0)))
+        self.left_open_reasons.update(part.get("left_open_reasons", {}))
+        cleanup = part.get("cleanup", {})
+        self.cleanups += cleanup.get("conversations", 0)
+        self.cleanup_attempts += cleanup.get("attempts", 0)
+        self.cleanup_calls.update(cleanup.get("calls", {}))
+        self.cleanup_failures.update(cleanup.get("failures", {}))
+        self.not_found += cleanup.get("not_found", 0)
+        self.unconfirmed += cleanup.get("unconfirmed", 0)
+
+
+@dataclass
+class BackoffCounts:
+    """Pauses the retry policy and the circuit breaker imposed (docs/reports.md, "Backoff")."""
+
+    pauses: int = 0  # pauses after a failed session
+    pause_s: float = 0.0  # their total length, as asked
+    throttled: int = 0  # of which a 429 (its Retry-After, at least 1 s)
+    breaker_trips: int = 0  # a host presumed down: users paused
+    breaker_recoveries: int = 0  # ... and back
+    breaker_waits: int = 0  # attempts held back by an open breaker
+    breaker_wait_s: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "pauses": self.pauses,
+            "pause_s": round(self.pause_s, 3),
+            "throttled": self.throttled,
+            "breaker_trips": self.breaker_trips,
+            "breaker_recoveries": self.breaker_recoveries,
+            "breaker_waits": self.breaker_waits,
+            "breaker_wait_s": round(self.breaker_wait_s, 3),
+        }
+
+    def add(self, part: dict[str, Any]) -> None:
+        for name, value in part.items():
+            if hasattr(self, name):
+                setattr(self, name, getattr(self, name) + value)
+
+
+@dataclass
 class HarnessMetrics:
     """Counters of one process (or, on a master, the sum over its workers)."""
 
@@ -49,6 +142,8 @@ class HarnessMetrics:
     pings_sent: int = 0
     pings_answered: int = 0
     pong_timeouts: int = 0
+    conversations: ConversationCounts = field(default_factory=ConversationCounts)
+    backoff: BackoffCounts = field(default_factory=BackoffCounts)
     started_at: float = field(default_factory=time.time)
     live_sockets: weakref.WeakSet[Any] = field(default_factory=weakref.WeakSet, repr=False)  # for live ping counts
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -85,6 +180,7 @@ class HarnessMetrics:
         fresh = HarnessMetrics()
         fresh.sockets_open = self.sockets_open  # gauges survive a stats reset; counters start again
         fresh.sockets_peak = self.sockets_open
+        fresh.conversations.open = self.conversations.open  # conversations held now are still held
         # pings that held sockets sent before the reset belong to before it
         fresh.pings_sent = -sum(getattr(s, "pings_sent", 0) for s in list(self.live_sockets))
         self.__dict__.update({k: v for k, v in fresh.__dict__.items() if k not in ("_lock", "live_sockets")})
@@ -107,6 +203,8 @@ class HarnessMetrics:
                 "answered": self.pings_answered,
                 "timeouts": self.pong_timeouts,
             },
+            "conversations": self.conversations.to_dict(),
+            "backoff": self.backoff.to_dict(),
             "started_at": self.started_at,
         }
 
@@ -134,4 +232,6 @@ class HarnessMetrics:
             total.pings_sent += pings["sent"]
             total.pings_answered += pings["answered"]
             total.pong_timeouts += pings["timeouts"]
+            total.conversations.add(part.get("conversations") or {})  # a worker of an older version has none
+            total.backoff.add(part.get("backoff") or {})
         return total.to_dict()

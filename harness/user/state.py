@@ -38,6 +38,15 @@ class RunState:
     reports_path: str | None = None
     rules: list[Rule] = field(default_factory=list)
     monitor: gevent.Greenlet | None = None  # the abort-on-fail greenlet
+    # the way out (harness.user.interrupts): outside stop signals seen, "stop waiting" and "reports written"
+    stop_signals: int = 0
+    hurry: Event = field(default_factory=Event)
+    finishing: Event | None = None
+    final_written: bool = False
+    report_error: str | None = None  # the last "could not write the reports" line (said once, not per attempt)
+    lost_workers: dict[str, dict[str, Any]] = field(default_factory=dict)  # client id -> harness.user.workers record
+    preflight: dict[str, dict[str, int]] = field(default_factory=dict)  # requests sent before the load, by step
+    ui_started_with: dict[str, Any] = field(default_factory=dict)  # settings the web UI may not change (uiguard)
 
 
 def state_of(environment: Environment) -> RunState:
@@ -76,5 +85,9 @@ def merged_metrics(environment: Environment) -> dict[str, Any]:
         merged = HarnessMetrics.sum(list(state.worker_parts.values()))
         state.peak_open = max(state.peak_open, merged["sockets"]["open"])
         merged["sockets"]["peak_open"] = state.peak_open
+        lost = sum(int(w.get("in_flight") or 0) for w in state.lost_workers.values())
+        if lost:  # a lost worker's sessions in flight at its last report never end: "lost", not failed
+            socket = merged["phases"]["socket"]
+            socket["lost"] = int(socket.get("lost") or 0) + lost
         return merged
     return state.metrics.to_dict()

@@ -6,7 +6,9 @@
 - ``test_start``/``test_stopping``/``reset_stats``: per-run state on every process;
 - ``report_to_master``/``worker_report``: each worker's metrics reach the master;
 - ``test_stop``/``quitting``/``quit``: reports are written and the terminal summary printed, also on
-  SIGTERM and Ctrl-C, because Locust fires these on every way out.
+  SIGTERM and Ctrl-C, because Locust fires these on every way out (a second Ctrl-C hurries the
+  stop instead of losing the reports: :mod:`harness.user.interrupts`);
+- on a master, lost workers (no heartbeat) are watched for (:mod:`harness.user.workers`).
 
 This is the only module of the Locust side that knows all the others; none of them imports it.
 """
@@ -14,20 +16,19 @@ This is the only module of the Locust side that knows all the others; none of th
 from __future__ import annotations
 
 import logging
-import signal
+import sys
 import time
 from typing import Any
 
-import gevent
 from locust.env import Environment
 from locust.event import Events
 from locust.runners import WorkerRunner
 
 from harness import webui
+from harness.reports import exitcodes
 from harness.settings import Settings, SettingsError, add_arguments
-from harness.user import gate
-from harness.user.collect import end_reason
-from harness.user.reporting import print_summary, write_reports
+from harness.user import gate, interrupts, uiguard, workers
+from harness.user.reporting import check_reports_dir, print_summary, write_reports
 from harness.user.state import state_of
 from harness.user.target import resolve_target, stop_emulator
 
@@ -55,30 +56,47 @@ def _on_init(environment: Environment, **_: Any) -> None:
         events.quit.add_listener(lambda **_: print_summary(environment))
     events.reset_stats.add_listener(state.metrics.reset)
     events.report_to_master.add_listener(
-        lambda client_id, data: data.__setitem__("lp_metrics", state.metrics.to_dict())
+        lambda client_id, data: data.update(lp_metrics=state.metrics.to_dict(), lp_worker=workers.identity())
     )
     events.worker_report.add_listener(
         lambda client_id, data: (
             state.worker_parts.__setitem__(client_id, data["lp_metrics"]) if "lp_metrics" in data else None
         )
     )
+    # Locust's own SIGTERM handler shuts down; ours (registered first, so run first) records why.
+    interrupts.install(environment)
     if coordinator:
-        # Locust's own SIGTERM handler shuts down; this one (registered first, so run first) records why.
-        gevent.signal_handler(signal.SIGTERM, lambda: setattr(state, "end_reason", state.end_reason or "sigterm"))
+        workers.install(environment)
+        state.ui_started_with = uiguard.snapshot(environment.parsed_options)  # what the web UI may not change
+        _check_reports_dir(environment)  # before the emulator or any user starts
         resolve_target(environment)
+
+
+def _check_reports_dir(environment: Environment) -> None:
+    """An unusable reports folder is a configuration error now, not a run that writes nothing."""
+    try:
+        check_reports_dir(getattr(environment.parsed_options, "lp_reports_dir", None) or "reports")
+    except SettingsError as exc:
+        sys.stderr.write(f"lp-harness: configuration error: {exc}\n")
+        sys.stderr.flush()
+        sys.exit(exitcodes.ERROR)
 
 
 def _on_test_start(environment: Environment, **_: Any) -> None:
     state = state_of(environment)
     state.stopping.clear()
     state.started_at, state.ended_at, state.end_reason = time.time(), None, None
+    state.final_written = False
     if environment.parsed_options is not None:
         coordinator = not isinstance(environment.runner, WorkerRunner)
+        if coordinator:  # before the master passes its options on to the workers
+            uiguard.enforce(environment.parsed_options, state.ui_started_with)
         try:  # options may have changed in the web UI or arrived from the master
             state.settings = Settings.from_options(environment.parsed_options)
             if coordinator:
                 state.rules = gate.rules_for(state.settings)
                 state.reports_path = None  # a new run id for every test run (web UI: many per process)
+                check_reports_dir(state.settings.reports_dir)  # the web UI's form may have changed it
                 state.monitor = gate.start_monitor(environment, state.rules)
         except SettingsError as exc:
             log.error("configuration error: %s", exc)
@@ -96,20 +114,13 @@ def _on_test_stop(environment: Environment, **_: Any) -> None:
     if state.monitor is not None:
         state.monitor.kill(block=False)
         state.monitor = None
-    if not isinstance(environment.runner, WorkerRunner):
-        write_reports(environment)
+    if not isinstance(environment.runner, WorkerRunner) and not state.final_written:
+        write_reports(environment)  # (a stop after the final reports, on the way out, keeps them)
 
 
 def _on_quitting(environment: Environment, **_: Any) -> None:
     try:
         if not isinstance(environment.runner, WorkerRunner):
-            state = state_of(environment)
-            state.ended_at = state.ended_at or time.time()
-            if state.end_reason is None:
-                state.end_reason = end_reason(environment)
-            runner = environment.runner
-            if runner is not None and runner.state in ("spawning", "running"):
-                runner.stop()  # users close their conversations and sockets before the target goes away
-            write_reports(environment, final=True)
+            interrupts.finish_run(environment)
     finally:
         stop_emulator(environment)

@@ -14,8 +14,9 @@ from locust.runners import MasterRunner
 
 from harness.reports.percentiles import LABELLED
 from harness.user import loadgen
-from harness.user.state import merged_metrics
+from harness.user.state import merged_metrics, state_of
 from harness.user.steps import STEP_PHASES, Step
+from harness.user.workers import describe
 
 TAB_KEY: Final = "lp-harness"
 TAB_TITLE: Final = "LP harness"
@@ -56,6 +57,8 @@ def build_view(environment: Any) -> dict[str, Any]:
         "sockets": sockets,
         "pings": {**(metrics["pings"] if metrics else {}), "rtt": ping_rtt(environment)},
         "loadgen": loadgen.merged(environment),
+        "conversations": (metrics or {}).get("conversations", {}),
+        "lost_workers": list(state_of(environment).lost_workers.values()),
         "refresh_s": REFRESH_S,
     }
 
@@ -132,6 +135,10 @@ def table_rows(view: dict[str, Any]) -> list[dict[str, Any]]:
         rows.append(_row(group, "fail ratio", _pct(phase["fail_ratio"]), "failures / sessions"))
         if phase.get("interrupted"):
             rows.append(_row(group, "interrupted", phase["interrupted"], "went wrong only after the stop began: not failures"))
+        if phase.get("lost"):
+            rows.append(_row(group, "lost", phase["lost"], "in flight on a worker that was lost: the report is incomplete"))
+    for record in view.get("lost_workers") or ():
+        rows.append(_row("run", "lost worker", record["id"], describe(record)))
     s = view.get("sockets", {})
     if "open" in s:
         target = s.get("target_users") or 0
@@ -144,6 +151,16 @@ def table_rows(view: dict[str, Any]) -> list[dict[str, Any]]:
         rows.append(_row("sockets", "drops per hour", round(s["drops_per_hour"], 2), "since the stats were reset"))
         closes = s.get("server_closes") or {}
         rows.append(_row("sockets", "server closes", sum(closes.values()), _categories(closes)))
+    c = view.get("conversations") or {}
+    if "opened" in c:
+        cleanup = c.get("cleanup") or {}
+        calls = cleanup.get("calls") or {}
+        rows.append(_row("conversations", "opened", c["opened"], "answered with a conversation id"))
+        rows.append(_row("conversations", "closed", c["closed"], f"{c['closed_by_cleanup']} of them by the cleanup"))
+        rows.append(_row("conversations", "left open", c["left_open"], _categories(c.get("left_open_reasons") or {})))
+        rows.append(
+            _row("conversations", "cleanup calls", sum(calls.values()), _categories(calls) + " (not in the steps)")
+        )
     p = view.get("pings", {})
     if "sent" in p:
         rows.append(_row("pings", "sent", p["sent"], "keepalive ping frames"))

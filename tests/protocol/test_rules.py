@@ -191,3 +191,19 @@ def test_importing_the_protocol_changes_nothing_in_the_process() -> None:
         "assert not bad, bad"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_conversation_states_read_from_a_change_notification() -> None:
+    from harness.protocol.messages import conversation_states
+
+    body = {
+        "subscriptionId": "s",
+        "changes": [
+            {"type": "UPSERT", "result": {"convId": "c1", "conversationDetails": {"state": "OPEN"}}},
+            {"type": "UPSERT", "result": {"convId": "c2", "conversationDetails": {"state": "CLOSE"}}},
+            {"type": "DELETE", "result": {"convId": "c3", "conversationDetails": {"state": "CLOSE"}}},
+            {"type": "UPSERT", "result": "junk"},
+        ],
+    }
+    assert conversation_states(body) == {"c1": "OPEN", "c2": "CLOSE"}
+    assert conversation_states(None) == {} and conversation_states({"changes": "x"}) == {}

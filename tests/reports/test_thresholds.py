@@ -190,4 +190,4 @@ def test_exit_codes_without_thresholds_follow_locust() -> None:
     errored = copy.deepcopy(clean)
     errored["run"]["end_reason"] = "error"
     assert exitcodes.run_exit_code(errored) == exitcodes.ERROR
-    assert len(set(exitcodes.DESCRIPTIONS)) == 6
+    assert len(set(exitcodes.DESCRIPTIONS)) == 8

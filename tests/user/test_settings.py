@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from locust import argument_parser
 
+from harness.protocol import tokens
 from harness.settings import Settings, SettingsError, add_arguments, wants_embedded_emulator
 
 
@@ -71,7 +72,7 @@ def test_bad_settings_name_the_setting(args: list[str], named: str) -> None:
 
 def test_public_settings_hold_no_key_material(tmp_path: Path) -> None:
     key = tmp_path / "key.pem"
-    key.write_text("-----BEGIN RSA PRIVATE KEY-----\nabc\n-----END RSA PRIVATE KEY-----\n")
+    key.write_text(tokens.TUTORIAL_PRIVATE_KEY_PEM)  # a real key: the settings check that it is one
     settings = Settings.from_options(
         parse(
             [
