@@ -35,7 +35,7 @@ from gevent import ssl as gssl
 
 from harness.client.errors import ClientError, Dropped, HandshakeRejected, Timeout, typed
 from harness.client.resolver import ip_literal_family
-from harness.protocol import handshake
+from harness.protocol import handshake, paths
 from harness.protocol.retry import parse_retry_after
 
 UPGRADE_RECV_SIZE: Final = 4096
@@ -68,10 +68,10 @@ def target(url: str) -> Target:
     if not host:
         raise ValueError(f"no host in {url!r}")
     secure = parts.scheme == "wss"
-    port = parts.port or (443 if secure else 80)
+    port = parts.port or paths.default_port(parts.scheme)
     resource = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     packed = f"[{host}]" if ":" in host else host
-    host_header = packed if port == (443 if secure else 80) else f"{packed}:{port}"
+    host_header = packed if port == paths.default_port(parts.scheme) else f"{packed}:{port}"
     family = ip_literal_family(host)
     address = (family, (host, port)) if family is not None else None
     return Target(secure, host, port, resource, host_header, address)

@@ -61,10 +61,7 @@ def raw_target_pattern(routes: Sequence[Route]) -> tuple[re.Pattern[bytes], dict
     alternatives = []
     groups: dict[str, tuple[Route, str]] = {}
     for i, route in enumerate(routes):
-        pattern = re.escape(route.template)
-        for name in route.params:
-            pattern = pattern.replace(re.escape("{" + name + "}"), f"(?P<{name}{i}>{_RAW_SEGMENT})")
-        alternatives.append(f"(?P<route{i}>{pattern})")
+        alternatives.append(f"(?P<route{i}>{route.pattern(_RAW_SEGMENT, suffix=str(i))})")
         groups[f"route{i}"] = (route, f"account{i}")
     return re.compile("|".join(alternatives).encode()), groups
 

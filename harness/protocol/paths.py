@@ -36,11 +36,15 @@ class Route:
     _regex: re.Pattern[str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "_regex", re.compile(self.pattern()))
+
+    def pattern(self, segment: str = _SEGMENT, suffix: str = "") -> str:
+        """The template as regex source: each parameter a named group (``account`` + ``suffix``)
+        matching ``segment``; a caller combining several routes in one regex passes a suffix each."""
         parts = _PARAM.split(self.template)
-        pattern = "".join(
-            f"(?P<{part}>{_SEGMENT})" if i % 2 else re.escape(part) for i, part in enumerate(parts)
+        return "".join(
+            f"(?P<{part}{suffix}>{segment})" if i % 2 else re.escape(part) for i, part in enumerate(parts)
         )
-        object.__setattr__(self, "_regex", re.compile(pattern))
 
     @property
     def params(self) -> tuple[str, ...]:
@@ -111,6 +115,20 @@ def base_url(host_or_url: str, default_scheme: str = "https") -> str:
     if parts.path not in ("", "/") or parts.query:
         raise ValueError(f"{host_or_url!r} must be a host or base URL, with no path or query")
     return f"{parts.scheme}://{parts.netloc}"
+
+
+SECURE_SCHEMES: Final = ("https", "wss")
+
+
+def default_port(scheme: str) -> int:
+    """The port a URL of ``scheme`` means when it names none."""
+    return 443 if scheme in SECURE_SCHEMES else 80
+
+
+def host_port(url: str) -> tuple[str, int]:
+    """(host, port) of a URL, its scheme's default port when it names none."""
+    parts = urlsplit(url)
+    return parts.hostname or "", parts.port or default_port(parts.scheme)
 
 
 def socket_url(messaging_base: str, account: str) -> str:

@@ -19,12 +19,12 @@ import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
 import gevent
 from locust.env import Environment
 from locust.runners import WorkerRunner
 
+from harness.protocol import paths
 from harness.protocol.retry import NO_ANSWER, CircuitBreaker, RetryPolicy, status_of
 from harness.reports import exitcodes
 from harness.settings import Settings
@@ -53,9 +53,8 @@ def policy_of(settings: Settings, max_attempts: int = 0) -> RetryPolicy:
 
 def host_of(url: str) -> str:
     """The breaker's key for a URL: ``host:port`` (the IDP and the socket share one on the emulator)."""
-    parts = urlsplit(url)
-    secure = parts.scheme in ("https", "wss")
-    return f"{parts.hostname}:{parts.port or (443 if secure else 80)}"
+    host, port = paths.host_port(url)
+    return f"{host}:{port}"
 
 
 def retry_after_of(failure: Any) -> float | None:

@@ -33,6 +33,7 @@ from harness.client.errors import ClientError, ErrorResponse, HandshakeRejected,
 from harness.client.idp import IdentitySource, IdpClient
 from harness.client.socket import ConsumerSocket
 from harness.protocol import Notification, tokens
+from harness.protocol.keepalive import expires_in
 from harness.protocol.messages import (
     STATE_CLOSE,
     STATE_OPEN,
@@ -290,4 +291,4 @@ def _expires_in(lp_token: str) -> float:
         exp = tokens.unverified_claims(lp_token).get("exp")
     except tokens.TokenError:
         return float("inf")  # not a JWT we can read: let the server say
-    return float(exp) - time.time() if isinstance(exp, int | float) else float("inf")
+    return expires_in(float(exp), time.time()) if isinstance(exp, int | float) else float("inf")

@@ -45,10 +45,8 @@ def preflight(settings: Settings, *, authorize: bool) -> dict[str, int]:
 
 
 def _reach(name: str, url: str, verify: bool) -> None:
-    parts = urlsplit(url)
-    secure = parts.scheme in ("https", "wss")
-    host = parts.hostname or ""
-    port = parts.port or (443 if secure else 80)
+    secure = urlsplit(url).scheme in paths.SECURE_SCHEMES
+    host, port = paths.host_port(url)
     try:
         raw = socket.create_connection((host, port), timeout=TIMEOUT_S)
     except OSError as exc:

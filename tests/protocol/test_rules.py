@@ -207,3 +207,10 @@ def test_conversation_states_read_from_a_change_notification() -> None:
     }
     assert conversation_states(body) == {"c1": "OPEN", "c2": "CLOSE"}
     assert conversation_states(None) == {} and conversation_states({"changes": "x"}) == {}
+
+
+def test_host_port_takes_the_schemes_default() -> None:
+    assert paths.host_port("https://va.idp.liveperson.net") == ("va.idp.liveperson.net", 443)
+    assert paths.host_port("ws://127.0.0.1") == ("127.0.0.1", 80)
+    assert paths.host_port("wss://[::1]:8443/x") == ("::1", 8443)
+    assert paths.CONSUMER_SOCKET.pattern("[^/]+", suffix="7") == r"/ws_api/account/(?P<account7>[^/]+)/messaging/consumer"
