@@ -24,6 +24,8 @@ from harness.protocol import paths, retry, tokens
 IDENTITIES: Final = ("anonymous", "external")
 SCENARIOS: Final = ("custom", "smoke", "load", "soak")
 ON_TARGET_DOWN: Final = ("pause", "abort")
+ON_DROP: Final = ("fail", "reconnect")
+CONSUMERS: Final = ("new", "returning")
 EMULATOR_ACCOUNT: Final = "lp-harness"  # the account used against the embedded emulator when none is set
 # Settings that name files or start processes: out of the web UI's form unless allowed (user/uiguard.py).
 ACCOUNT_RE: Final = re.compile(r"[A-Za-z0-9_-]{1,64}")  # an account (site) id: one URL path segment
@@ -59,6 +61,11 @@ class Settings:
     backoff_cap_s: float = 600.0  # ... capped (a Retry-After too)
     on_target_down: Literal["pause", "abort"] = "pause"  # the circuit breaker tripped: wait, or end the run
     cleanup_attempts: int = 4  # closing a conversation left open through a new connection: tries (0: off)
+    on_drop: Literal["fail", "reconnect"] = "fail"  # a socket lost mid-hold: fail the session, or reconnect
+    reconnect_attempts: int = 5  # reconnects per drop before the session is lost
+    reconnect_delay_s: float = 2.0  # the first reconnect's pause (jittered), doubling per further try
+    token_refresh_s: float = 0.0  # renew an LP token this long before it expires mid-hold (0: never)
+    consumer: Literal["new", "returning"] = "new"  # each session a new consumer, or one returning per user
     verify_tls: bool = True
     scenario: str = "custom"
     label: str | None = None
@@ -134,6 +141,11 @@ class Settings:
             backoff_cap_s=_seconds(options, "lp_backoff_cap", minimum=0.0),
             on_target_down=_choice(options, "lp_on_target_down", ON_TARGET_DOWN),
             cleanup_attempts=_count(options, "lp_cleanup_attempts"),
+            on_drop=_choice(options, "lp_on_drop", ON_DROP),
+            reconnect_attempts=_count(options, "lp_reconnect_attempts"),
+            reconnect_delay_s=_seconds(options, "lp_reconnect_delay", minimum=0.0),
+            token_refresh_s=_seconds(options, "lp_token_refresh", minimum=0.0),
+            consumer=_choice(options, "lp_consumer", CONSUMERS),
             verify_tls=not bool(getattr(options, "lp_insecure", False)),
             scenario=scenario,
             label=(getattr(options, "lp_label", None) or None),
@@ -317,6 +329,42 @@ def add_arguments(parser: Any) -> None:
         "Tries to close a conversation a failed socket left open, through a new connection of the same "
         "consumer (0: leave it open).",
         default="4",
+    )
+    add(
+        "--lp-on-drop",
+        "LP_ON_DROP",
+        "A socket that ends mid-hold (server close, reset, lost pong): fail the session, or reconnect as the "
+        "same consumer and resume its conversation (4401: authenticate again; 4407: extend the identity first).",
+        default="fail",
+        choices=list(ON_DROP),
+    )
+    add(
+        "--lp-reconnect-attempts",
+        "LP_RECONNECT_ATTEMPTS",
+        "With --lp-on-drop reconnect: tries per drop before the session counts as lost.",
+        default="5",
+    )
+    add(
+        "--lp-reconnect-delay",
+        "LP_RECONNECT_DELAY",
+        "Seconds before the first reconnect (jittered between half and all of it), doubling per further try; "
+        "a 429 or 5xx waits the retry policy's pause if that is longer.",
+        default="2",
+    )
+    add(
+        "--lp-token-refresh",
+        "LP_TOKEN_REFRESH",
+        "Seconds before its LP token expires that a held session renews it and moves to a new socket with the "
+        "same conversation (0: never; the server's 4401/4407 then ends the socket).",
+        default="0",
+    )
+    add(
+        "--lp-consumer",
+        "LP_CONSUMER",
+        "new: each session is a new consumer (a new identity); returning: each user is one consumer that comes "
+        "back session after session (its identity extended at the IDP).",
+        default="new",
+        choices=list(CONSUMERS),
     )
     add(
         "--lp-insecure",

@@ -32,6 +32,7 @@ class Core:
         trusted = [tokens.load_public_key(Path(p).read_bytes()) for p in config.trust_keys]
         if config.trust_tutorial_key:
             trusted.append(tokens.load_public_key(tokens.TUTORIAL_PUBLIC_KEY_PEM))
+        self.ledger = Ledger()
         self.idp = Idp(
             lp_key=lp_key or tokens.generate_signing_key(config.key_bits),
             anon_key=anon_key or tokens.generate_signing_key(config.key_bits, kid=ANON_KID),
@@ -40,8 +41,8 @@ class Core:
             anon_refresh_window_s=config.anon_refresh_window,
             lp_lifetime_s=config.lp_token_lifetime,
             account=config.account,
+            on_identity=self.ledger.identity,
         )
-        self.ledger = Ledger()
         self.registry = Registry(self.ledger)
         self.plan: FaultPlan = config.plan  # what the draws use (a worker's is reseeded)
         self.public_plan: FaultPlan = config.plan  # what GET /admin/faults shows

@@ -8,7 +8,7 @@ docs are silent (lp-protocol.md section 4.1); docs/emulator.md lists them.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -104,7 +104,9 @@ class Idp:
         anon_refresh_window_s: float = 730 * 3600.0,
         lp_lifetime_s: float = 3600.0,
         account: str | None = None,
+        on_identity: Callable[[bool], None] | None = None,
     ) -> None:
+        self.on_identity = on_identity  # told of each anonymous identity issued (True: an old one extended)
         self.lp_key = lp_key
         self.anon_key = anon_key
         self.anon_lifetime_s = anon_lifetime_s
@@ -146,7 +148,9 @@ class Idp:
                 raise token_error(exc) from None
         claims = tokens.anonymous_claims(account, now, self.anon_lifetime_s, sub)
         token = self._anon_signer.sign(claims)
-        self._anon.remember(token, claims)
+        self._anon.remember(token, claims, now)
+        if self.on_identity is not None:
+            self.on_identity(sub is not None)
         return contract.token_answer(token)
 
     def signup(self, account: str, now: float | None = None) -> dict[str, str]:
@@ -185,7 +189,7 @@ class Idp:
         if anonymous:
             mark_anonymous(claims)
         token = self._lp_signer.sign(claims)
-        self._lp.remember(token, claims)
+        self._lp.remember(token, claims, now)
         return token
 
     # ------------------------------------------------------------------ the socket's credential

@@ -153,6 +153,8 @@ class Ledger:
         self.conversations_open = open_conversations
         self.conversations_opened = 0
         self.conversations_closed = 0
+        self.identities_issued = 0  # new anonymous identities (anonymous/authorize without a body)
+        self.identities_extended = 0  # ... and old ones extended ({"id_token": old}): returning consumers
         self.pings_received = 0
         self.pings_ponged = 0
         self.pings_withheld = 0
@@ -181,6 +183,13 @@ class Ledger:
     def socket_closed(self) -> None:
         self.sockets_open -= 1
 
+    def identity(self, extended: bool) -> None:
+        """The IDP issued an anonymous identity token: a new consumer, or an old one extended."""
+        if extended:
+            self.identities_extended += 1
+        else:
+            self.identities_issued += 1
+
     def server_close(self, code: int) -> None:
         k = str(code)
         self.closed_by_server[k] = self.closed_by_server.get(k, 0) + 1
@@ -206,6 +215,7 @@ class Ledger:
                 "opened": self.conversations_opened,
                 "closed": self.conversations_closed,
             },
+            "identities": {"issued": self.identities_issued, "extended": self.identities_extended},
             "pings": {
                 "received": self.pings_received,
                 "ponged": self.pings_ponged,
@@ -261,6 +271,7 @@ def merge_snapshots(snapshots: list[dict[str, Any]]) -> dict[str, Any]:
             "sockets": sockets,
             "conversations": {k: v + snap["conversations"].get(k, 0) for k, v in total["conversations"].items()},
             "pings": {k: v + snap["pings"].get(k, 0) for k, v in total["pings"].items()},
+            "identities": {k: v + snap["identities"].get(k, 0) for k, v in total["identities"].items()},
             "since": min(total["since"], snap["since"]),
         }
     return total

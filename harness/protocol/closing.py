@@ -11,7 +11,7 @@ client that acts on it.
 from __future__ import annotations
 
 import struct
-from enum import IntEnum
+from enum import Enum, IntEnum
 from typing import Any, Final
 
 MAX_REASON_BYTES: Final = 123
@@ -106,3 +106,20 @@ def rejection_close_code(expired: bool, unverified_claims: dict[str, Any] | None
     if expired and unverified_claims is not None:
         return expiry_close_code(is_anonymous(unverified_claims))
     return CloseCode.TOKEN_EXPIRED
+
+
+class Recovery(Enum):
+    """What a client does before it reconnects after the server closed or the connection dropped."""
+
+    REAUTHENTICATE = "reauthenticate"  # 4401: a fresh LP token from the IDP (authenticate again)
+    EXTEND_IDENTITY = "extend identity"  # 4407: extend the unauthenticated identity, then authenticate
+    RECONNECT = "reconnect"  # any other code, or no close frame: wait briefly, reconnect as before
+
+
+def recovery_for(code: int | None) -> Recovery:
+    """LivePerson's rule for a socket that ended (lp-protocol.md 3.5): the close code says what to renew."""
+    if code == CloseCode.TOKEN_EXPIRED:
+        return Recovery.REAUTHENTICATE
+    if code == CloseCode.IDENTITY_EXPIRED:
+        return Recovery.EXTEND_IDENTITY
+    return Recovery.RECONNECT

@@ -125,6 +125,14 @@ class RetryPolicy:
         return wait
 
 
+def reconnect_delay(attempt: int, base_s: float, cap_s: float, rng: random.Random | None = None) -> float:
+    """The pause before reconnect ``attempt`` (1-based) after a socket ended: LivePerson's "wait
+    briefly and reconnect" (lp-protocol.md 3.5), doubling per try, jittered between half and all
+    of it so that sockets dropped together do not come back together; never above ``cap_s``."""
+    ceiling = min(cap_s, base_s * 2.0 ** (max(attempt, 1) - 1))
+    return (rng or random).uniform(ceiling / 2.0, ceiling)
+
+
 class Breaker(Enum):
     CLOSED = "closed"  # calls go through
     OPEN = "open"  # the target is presumed down: calls wait

@@ -23,8 +23,9 @@ def build_summary(
 ) -> dict[str, Any]:
     """The summary of one run: ``run`` metadata, per-step stats, and the harness metrics.
 
-    ``conversations`` (opened, closed, left open and why, the cleanup's calls) and ``backoff``
-    (pauses, breaker trips) are optional: summaries written before they existed have neither.
+    ``conversations`` (opened, closed, left open and why, the cleanup's calls), ``backoff``
+    (pauses, breaker trips) and ``reconnect`` (drops, tries, recovered, lost) are optional:
+    summaries written before they existed have none of them.
     """
     summary = {
         "format": FORMAT,
@@ -36,7 +37,7 @@ def build_summary(
         "pings": metrics["pings"],
         "thresholds": thresholds,
     }
-    for optional in ("conversations", "backoff"):
+    for optional in ("conversations", "backoff", "reconnect"):
         if metrics.get(optional) is not None:
             summary[optional] = metrics[optional]
     return summary
@@ -89,6 +90,13 @@ def terminal_table(summary: dict[str, Any]) -> str:
             f"backoff: {backoff['pauses']} pauses after failures ({backoff['pause_s']:.0f} s in all, "
             f"{backoff['throttled']} throttled), target down {backoff['breaker_trips']} time(s), "
             f"{backoff['breaker_waits']} attempts held back by the breaker"
+        )
+    reconnect = summary.get("reconnect")
+    if reconnect and (reconnect.get("drops") or reconnect.get("refreshes")):
+        lines.append(
+            f"reconnects: {reconnect['drops']} drops, {reconnect['reconnects']} reconnects, "
+            f"{reconnect['recovered']} recovered on their conversation, "
+            f"{reconnect['lost']} lost; {reconnect['refreshes']} tokens renewed mid-hold"
         )
     lines.append(f"run {run['id']} ({run.get('end_reason') or 'running'}), reports in {run.get('reports_dir', '-')}")
     return "\n".join(lines)

@@ -33,6 +33,7 @@ from harness.user.state import state_of, stopping_event
 
 log = logging.getLogger("lp-harness")
 TARGET_DOWN = "target down"  # the run's end reason when --lp-on-target-down abort ends it
+TARGET_DOWN_MESSAGE = "lp_target_down"  # a worker's breaker tripped under abort: the master ends the run
 # A crowd of users trips it at once; a single user failing slowly (5, 10, 15 s...) needs ten failures in a row.
 BREAKER_WINDOW = 20
 BREAKER_MIN_CALLS = 10
@@ -172,7 +173,7 @@ class TargetGuard:
         )
         log.error("TARGET DOWN: %s: %s; %s", host, why, then)
         if abort:
-            self._abort()
+            self._abort(f"{host}: {why}")
 
     def _back(self, host: str, entry: _Host) -> None:
         self._metrics().backoff.breaker_recoveries += 1
@@ -205,22 +206,44 @@ class TargetGuard:
                 how = f", killed by signal {-status}"
         return f"the embedded emulator (pid {emulator.pid}) exited with status {status}{how}"
 
-    def _abort(self) -> None:
-        """End the run as a threshold abort does (harness.user.gate), from a greenlet of its own."""
+    def _abort(self, why: str) -> None:
+        """End the run as a threshold abort does (harness.user.gate); a worker asks its master to."""
         runner = self.environment.runner
         if self.aborting or runner is None:
             return
-        if isinstance(runner, WorkerRunner):  # a worker cannot end the whole run: its users pause instead
-            log.error("a worker cannot end the run by itself: its users pause instead (stop the run from the master)")
-            return
         self.aborting = True
-        state = state_of(self.environment)
-        state.end_reason = state.end_reason or TARGET_DOWN
-        self.environment.process_exit_code = exitcodes.ERROR
-        gevent.spawn(runner.quit)
+        if isinstance(runner, WorkerRunner):  # the master ends the whole run; these users pause meanwhile
+            runner.send_message(TARGET_DOWN_MESSAGE, {"why": why})
+            return
+        abort_run(self.environment)
 
     def _metrics(self) -> HarnessMetrics:
         return state_of(self.environment).metrics
+
+
+def abort_run(environment: Environment) -> None:
+    """End the run for a target down: end reason ``target down``, exit code 2, from a greenlet of its own."""
+    state = state_of(environment)
+    state.end_reason = state.end_reason or TARGET_DOWN
+    environment.process_exit_code = exitcodes.ERROR
+    if environment.runner is not None:
+        gevent.spawn(environment.runner.quit)
+
+
+def listen_for_workers(environment: Environment) -> None:
+    """On a master: a worker whose breaker tripped under ``--lp-on-target-down abort`` ends the run."""
+
+    def on_target_down(environment: Environment, msg: Any, **_: Any) -> None:
+        if state_of(environment).end_reason == TARGET_DOWN:
+            return  # another worker said it first
+        log.error(
+            "TARGET DOWN on worker %s: %s; aborting the run (--lp-on-target-down abort)",
+            msg.node_id,
+            msg.data.get("why"),
+        )
+        abort_run(environment)
+
+    environment.runner.register_message(TARGET_DOWN_MESSAGE, on_target_down)
 
 
 def guard_of(environment: Environment) -> TargetGuard:

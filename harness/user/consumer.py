@@ -1,13 +1,16 @@
 """The consumer user: the tutorial's whole sequence, one session after another.
 
 anonymous-authorize -> authenticate -> connect -> request-conversation -> hold (pings)
--> close-conversation -> close socket; then a new session with a new identity.
+-> close-conversation -> close socket; then a new session with a new identity (``--lp-consumer
+returning``: the same identity, extended at the IDP).
 
 Each step is timed and reported by :class:`~harness.user.steps.StepReporter`; each session fails
 at most once, in the phase where it failed, with one category (:mod:`harness.user.metrics`).
 A failed session pauses the user per the retry policy, every call waits while its host's circuit
 breaker is open (:mod:`harness.user.backoff`), and a conversation a failed socket left open is
-closed through a new connection of the same consumer (:mod:`harness.user.cleanup`).
+closed through a new connection of the same consumer (:mod:`harness.user.cleanup`). With
+``--lp-on-drop reconnect`` a socket lost mid-hold comes back on the same conversation
+(:mod:`harness.user.reconnect`).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import gevent
 from locust import User, task
@@ -31,7 +35,9 @@ from harness.client.resolver import install_numeric_fast_path
 from harness.client.socket import ConsumerSocket
 from harness.protocol.messages import MessageType, close_conversation_body, conversation_id_of
 from harness.user.backoff import UserBackoff, guard_of, host_of, policy_of, retry_after_of
-from harness.user.cleanup import CLEANUP_TIMEOUT_S, Cleanup, ConsumerIdentity, Leftover
+from harness.user.cleanup import CLEANUP_TIMEOUT_S, Cleanup, Leftover
+from harness.user.reconnect import Lost, Reconnector
+from harness.user.revisit import ConsumerIdentity, Revisit
 from harness.user.state import metrics_of, settings_of, stopping_event
 from harness.user.steps import Step, StepFailed, StepReporter
 
@@ -53,6 +59,7 @@ def _note_slow_close() -> None:
 class _Conversation:
     """What this session's conversation is known to be, so that nothing it opened goes unaccounted."""
 
+    sock: ConsumerSocket | None = None  # the socket it is held on (a reconnect replaces it)
     id: str | None = None
     requested: bool = False  # the request was sent and no answer settled it: one may be open
     closing: bool = False  # the close was sent, its answer not read yet
@@ -86,14 +93,12 @@ class ConsumerUser(User):
         self.backoff = UserBackoff(policy_of(self.settings), self.metrics)
         self.guard = guard_of(environment)
         self.idp_host, self.socket_host = host_of(self.settings.idp), host_of(self.settings.socket_url)
-        self.cleanup = Cleanup(
-            self.settings,
-            self.metrics,
-            self.guard,
-            self.idp,
-            self.identities,
-            lambda: self.http.client.close(),
+        revisit = Revisit(self.settings, self.guard, self.idp, self.identities, lambda: self.http.client.close())
+        self.cleanup = Cleanup(self.settings, self.metrics, self.guard, revisit)
+        self.reconnector = Reconnector(
+            self.settings, lambda: self.metrics, revisit, self.steps, self.backoff.policy, stopping_event(environment)
         )
+        self.returning: ConsumerIdentity | None = None  # --lp-consumer returning: who comes back next session
 
     def wait_time(self) -> float:
         """The think time, or longer: a failed session's pause per the retry policy (RETRY)."""
@@ -128,18 +133,24 @@ class ConsumerUser(User):
         if not self.guard.admit(self.idp_host):
             return None  # the run stopped while the IDP was down
         self.metrics.start_phase("token")
+        known = self.returning
         try:
             sub = None
             if self.identities.anonymous:
-                with self._call(Step.ANONYMOUS_AUTHORIZE, self.idp_host):
-                    auth_code = self.idp.anonymous_authorize()
+                with self._call(Step.ANONYMOUS_AUTHORIZE, self.idp_host):  # a returning consumer's is extended
+                    auth_code = self.idp.anonymous_authorize(previous=known.identity_token if known else None)
             else:
-                sub = self.identities.new_external_sub()
+                sub = known.external_sub if known else self.identities.new_external_sub()
                 auth_code = self.identities.external_token(sub)
             with self._call(Step.AUTHENTICATE, self.idp_host):
                 lp_token = self.idp.authenticate(auth_code)
-            return ConsumerIdentity(lp_token, auth_code if sub is None else None, sub)
+            consumer = ConsumerIdentity(lp_token, auth_code if sub is None else None, sub)
+            if self.settings.consumer == "returning":
+                self.returning = consumer
+            return consumer
         except StepFailed as failure:
+            if known is not None and failure.category in ("http 400", "http 401", "http 403"):
+                self.returning = None  # the identity cannot be extended any more: a new one next time
             self._failed("token", failure)
             return None
         finally:
@@ -151,7 +162,6 @@ class ConsumerUser(User):
             return  # the run stopped while the messaging host was down
         settings, steps = self.settings, self.steps
         self.metrics.start_phase("socket")
-        sock: ConsumerSocket | None = None
         conv = _Conversation()
         failed: StepFailed | None = None
         try:
@@ -161,13 +171,9 @@ class ConsumerUser(User):
                     consumer.lp_token,
                     timeout=settings.connect_timeout_s,
                     verify_tls=settings.verify_tls,
-                    ping_interval=settings.ping_interval_s,
-                    pong_timeout=settings.pong_timeout_s,
-                    on_pong=self._on_pong,
-                    on_pong_timeout=self._on_pong_timeout,
+                    **self._socket_options(),
                 )
-            self.metrics.socket_opened()
-            self.metrics.live_sockets.add(sock)
+            self._adopt(conv, sock)
             conv.requested = True
             with steps.measure(Step.REQUEST_CONVERSATION, categorize):
                 try:
@@ -183,7 +189,7 @@ class ConsumerUser(User):
             self.metrics.conversations.opened_one()
             ttc_ms = (time.perf_counter() - started) * 1000.0
             steps.report(Step.TIME_TO_CONVERSATION, ttc_ms, start_time=time.time() - ttc_ms / 1000.0)
-            self._hold(sock)
+            sock = self._hold(conv, consumer)
             stopping = stopping_event(self.environment).is_set()
             close_timeout = settings.request_timeout_s * (STOP_CLOSE_FACTOR if stopping else 1.0)
             conv.closing = True  # sent once, even if Locust stops us mid-request
@@ -202,24 +208,38 @@ class ConsumerUser(User):
             self.backoff.succeeded()
         except StepFailed as failure:
             failed = failure
-            if (
-                failure.step == Step.CLOSE_CONVERSATION
-                and failure.category == "timeout"
-                and stopping_event(self.environment).is_set()
+            if stopping_event(self.environment).is_set() and (
+                (failure.step == Step.CLOSE_CONVERSATION and failure.category == "timeout")
+                or (failure.step == Step.HOLD and failure.category == "stopped")
             ):
                 self.metrics.interrupt_phase("socket")  # the stop storm, not the target (metrics.PhaseCounts)
             else:
                 self._failed("socket", failure)
         except gevent.GreenletExit:
             # Locust is stopping this user: leave the emulator/service clean, then let it stop.
-            self._stopped_mid_session(sock, conv, consumer)
+            self._stopped_mid_session(conv, consumer)
             raise
         finally:
-            if sock is not None:
-                self._release(sock)
+            if conv.sock is not None:
+                self._release(conv.sock)
         if conv.leftover():
             conv.settled = True
             self._clean_up(consumer, conv, failed)
+
+    def _socket_options(self) -> dict[str, Any]:
+        """The keywords of a session's socket (a reconnect's too): its keepalive and callbacks."""
+        return {
+            "ping_interval": self.settings.ping_interval_s,
+            "pong_timeout": self.settings.pong_timeout_s,
+            "on_pong": self._on_pong,
+            "on_pong_timeout": self._on_pong_timeout,
+        }
+
+    def _adopt(self, conv: _Conversation, sock: ConsumerSocket) -> None:
+        """``sock`` is now the session's socket: counted open, its pings counted live."""
+        conv.sock = sock
+        self.metrics.socket_opened()
+        self.metrics.live_sockets.add(sock)
 
     def _clean_up(self, consumer: ConsumerIdentity, conv: _Conversation, failed: StepFailed | None) -> None:
         """Hand what the failed socket left open to the cleanup (a new connection, outside the steps)."""
@@ -229,12 +249,11 @@ class ConsumerUser(User):
             first_pause = self.backoff.policy.session_pause(failed.category, 1)  # the close itself failed: a retry
         self.cleanup.run(Leftover(consumer, conv.id, first_pause))
 
-    def _stopped_mid_session(
-        self, sock: ConsumerSocket | None, conv: _Conversation, consumer: ConsumerIdentity
-    ) -> None:
+    def _stopped_mid_session(self, conv: _Conversation, consumer: ConsumerIdentity) -> None:
         """Killed by Locust mid-session: settle the conversation on this socket if it can, else by the cleanup."""
         if conv.settled:
             return
+        sock = conv.sock
         if sock is not None and sock.open:
             if conv.closing:  # the close was sent: its answer says whether it closed
                 closed = sock.pending_response(MessageType.UPDATE_CONVERSATION_FIELD, CLEANUP_TIMEOUT_S)
@@ -256,19 +275,61 @@ class ConsumerUser(User):
             conv.settled = True
             self.cleanup.run_final(Leftover(consumer, conv.id))
 
-    def _hold(self, sock: ConsumerSocket) -> None:
-        """Hold the socket for the hold time; an early end (server close, drop, lost pong) fails the session."""
+    def _hold(self, conv: _Conversation, consumer: ConsumerIdentity) -> ConsumerSocket:
+        """Hold the conversation for the hold time; returns the socket it ends on.
+
+        An early end (server close, drop, lost pong) fails the session, unless ``--lp-on-drop
+        reconnect`` brings it back on the same conversation; ``--lp-token-refresh`` moves it to a
+        new socket before its token expires.
+        """
+        assert conv.sock is not None and conv.id is not None
         stopping = stopping_event(self.environment)
         start_time, started = time.time(), time.perf_counter()
-        info = sock.wait_closed(self.settings.hold_s, interrupt=stopping)
-        elapsed_ms = (time.perf_counter() - started) * 1000.0
-        if info is None:
-            if not stopping.is_set():  # a hold cut short by the end of the test is not a measurement
-                self.steps.report(Step.HOLD, elapsed_ms, start_time=start_time)
-            return
-        failure = StepFailed(Step.HOLD, info.category or "dropped", info.error())
-        self.steps.report(Step.HOLD, elapsed_ms, start_time=start_time, exception=failure)
-        raise failure
+        deadline = started + self.settings.hold_s
+        refresh = self.reconnector.refresh_due(consumer)
+        while True:
+            left = max(0.0, deadline - time.perf_counter())
+            wait = left if refresh is None else min(left, refresh)
+            info = conv.sock.wait_closed(wait, interrupt=stopping)
+            elapsed_ms = (time.perf_counter() - started) * 1000.0
+            if info is None and (stopping.is_set() or wait >= left):
+                if not stopping.is_set():  # a hold cut short by the end of the test is not a measurement
+                    self.steps.report(Step.HOLD, elapsed_ms, start_time=start_time)
+                return conv.sock
+            if info is None:  # the token is about to expire: renew it and move to a new socket
+                refresh = self._refresh(conv, consumer)
+                continue
+            if self.reconnector.on and not stopping.is_set():
+                self._release(conv.sock)  # the drop is counted as it happened
+                conv.sock = None
+                try:
+                    self._adopt(conv, self.reconnector.recover(info, consumer, conv.id, self._socket_options()))
+                except Lost as lost:  # "stopped": the run's end cut the reconnect short (an interrupt)
+                    failure = StepFailed(Step.HOLD, lost.category, info.error())
+                else:
+                    refresh = self.reconnector.refresh_due(consumer)
+                    continue
+            else:
+                failure = StepFailed(Step.HOLD, info.category or "dropped", info.error())
+            self.steps.report(Step.HOLD, elapsed_ms, start_time=start_time, exception=failure)
+            raise failure
+
+    def _refresh(self, conv: _Conversation, consumer: ConsumerIdentity) -> float | None:
+        """A new token and a new socket on the same conversation; the old socket closes cleanly.
+
+        Returns when the next refresh is due; None when this one failed (the old socket then
+        carries on until the server closes it, and the drop policy applies).
+        """
+        assert conv.sock is not None and conv.id is not None
+        try:
+            sock = self.reconnector.refresh(consumer, conv.id, self._socket_options())
+        except Exception:  # counted by the reconnector; the old socket is still good until it expires
+            log.debug("token refresh mid-hold failed", exc_info=True)
+            return None
+        old, conv.sock = conv.sock, None
+        self._release(old)
+        self._adopt(conv, sock)
+        return self.reconnector.refresh_due(consumer, renewed=True)
 
     def _on_pong(self, rtt_s: float) -> None:
         self.metrics.pings_answered += 1

@@ -2,7 +2,7 @@
 
 A session fails at most once, in one phase, with one category. The conversations the users opened
 (and how each ended: closed, closed by the cleanup, left open and why) and the backoff (pauses,
-circuit-breaker trips) are counted here too, apart from the steps. Each process keeps a
+circuit-breaker trips) and the reconnects are counted here too, apart from the steps. Each process keeps a
 :class:`HarnessMetrics`; workers send theirs (cumulative values, so a lost or repeated report
 cannot double-count) with every stats report, and the master sums the latest from each worker.
 """
@@ -129,6 +129,38 @@ class BackoffCounts:
 
 
 @dataclass
+class ReconnectCounts:
+    """Sockets lost mid-hold and what the reconnect policy made of them (docs/reports.md, "Reconnects")."""
+
+    drops: int = 0  # sockets that ended mid-hold while --lp-on-drop reconnect was on
+    reconnects: int = 0  # tries (each a new connection)
+    recovered: int = 0  # drops after which the consumer was back on its conversation (the same id, open)
+    lost: int = 0  # drops no try recovered: the session failed
+    interrupted: int = 0  # drops whose reconnect the end of the run cut short
+    refreshes: int = 0  # LP tokens renewed before they expired mid-hold (a move to a new socket)
+    calls: Counter[str] = field(default_factory=Counter)  # ledger target -> calls the reconnects made
+    failures: Counter[str] = field(default_factory=Counter)  # category -> failed tries
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "drops": self.drops,
+            "reconnects": self.reconnects,
+            "recovered": self.recovered,
+            "lost": self.lost,
+            "interrupted": self.interrupted,
+            "refreshes": self.refreshes,
+            "calls": dict(sorted(self.calls.items())),
+            "failures": dict(self.failures.most_common()),
+        }
+
+    def add(self, part: dict[str, Any]) -> None:
+        for name in ("drops", "reconnects", "recovered", "lost", "interrupted", "refreshes"):
+            setattr(self, name, getattr(self, name) + int(part.get(name, 0)))
+        self.calls.update(part.get("calls", {}))
+        self.failures.update(part.get("failures", {}))
+
+
+@dataclass
 class HarnessMetrics:
     """Counters of one process (or, on a master, the sum over its workers)."""
 
@@ -144,6 +176,7 @@ class HarnessMetrics:
     pong_timeouts: int = 0
     conversations: ConversationCounts = field(default_factory=ConversationCounts)
     backoff: BackoffCounts = field(default_factory=BackoffCounts)
+    reconnect: ReconnectCounts = field(default_factory=ReconnectCounts)
     started_at: float = field(default_factory=time.time)
     live_sockets: weakref.WeakSet[Any] = field(default_factory=weakref.WeakSet, repr=False)  # for live ping counts
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -205,6 +238,7 @@ class HarnessMetrics:
             },
             "conversations": self.conversations.to_dict(),
             "backoff": self.backoff.to_dict(),
+            "reconnect": self.reconnect.to_dict(),
             "started_at": self.started_at,
         }
 
@@ -234,4 +268,5 @@ class HarnessMetrics:
             total.pong_timeouts += pings["timeouts"]
             total.conversations.add(part.get("conversations") or {})  # a worker of an older version has none
             total.backoff.add(part.get("backoff") or {})
+            total.reconnect.add(part.get("reconnect") or {})
         return total.to_dict()

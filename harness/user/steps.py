@@ -27,6 +27,7 @@ class Step:
     PING: Final = "ping"
     HOLD: Final = "hold"
     CLOSE_CONVERSATION: Final = "close-conversation"
+    RECONNECT: Final = "reconnect"  # a socket lost mid-hold, until the conversation is resumed (--lp-on-drop)
     TIME_TO_CONVERSATION: Final = "time-to-conversation"
 
 
@@ -44,6 +45,7 @@ STEP_PHASES: Final = {
     Step.PING: Phase.SOCKET,
     Step.HOLD: Phase.SOCKET,
     Step.CLOSE_CONVERSATION: Phase.SOCKET,
+    Step.RECONNECT: Phase.SOCKET,
     Step.TIME_TO_CONVERSATION: Phase.SESSION,
 }
 STEP_ORDER: Final = tuple(STEP_PHASES)

@@ -8,7 +8,8 @@
 - ``test_stop``/``quitting``/``quit``: reports are written and the terminal summary printed, also on
   SIGTERM and Ctrl-C, because Locust fires these on every way out (a second Ctrl-C hurries the
   stop instead of losing the reports: :mod:`harness.user.interrupts`);
-- on a master, lost workers (no heartbeat) are watched for (:mod:`harness.user.workers`).
+- on a master, lost workers (no heartbeat) are watched for (:mod:`harness.user.workers`), and a
+  worker's target-down abort ends the run (:mod:`harness.user.backoff`).
 
 This is the only module of the Locust side that knows all the others; none of them imports it.
 """
@@ -22,12 +23,12 @@ from typing import Any
 
 from locust.env import Environment
 from locust.event import Events
-from locust.runners import WorkerRunner
+from locust.runners import MasterRunner, WorkerRunner
 
 from harness import webui
 from harness.reports import exitcodes
 from harness.settings import Settings, SettingsError, add_arguments
-from harness.user import gate, interrupts, uiguard, workers
+from harness.user import backoff, gate, interrupts, uiguard, workers
 from harness.user.reporting import check_reports_dir, print_summary, write_reports
 from harness.user.state import state_of
 from harness.user.target import resolve_target, stop_emulator
@@ -67,6 +68,8 @@ def _on_init(environment: Environment, **_: Any) -> None:
     interrupts.install(environment)
     if coordinator:
         workers.install(environment)
+        if isinstance(environment.runner, MasterRunner):
+            backoff.listen_for_workers(environment)  # a worker's target-down abort ends the whole run
         state.ui_started_with = uiguard.snapshot(environment.parsed_options)  # what the web UI may not change
         _check_reports_dir(environment)  # before the emulator or any user starts
         resolve_target(environment)

@@ -58,6 +58,7 @@ def build_view(environment: Any) -> dict[str, Any]:
         "pings": {**(metrics["pings"] if metrics else {}), "rtt": ping_rtt(environment)},
         "loadgen": loadgen.merged(environment),
         "conversations": (metrics or {}).get("conversations", {}),
+        "reconnect": (metrics or {}).get("reconnect", {}),
         "lost_workers": list(state_of(environment).lost_workers.values()),
         "refresh_s": REFRESH_S,
     }
@@ -161,6 +162,13 @@ def table_rows(view: dict[str, Any]) -> list[dict[str, Any]]:
         rows.append(
             _row("conversations", "cleanup calls", sum(calls.values()), _categories(calls) + " (not in the steps)")
         )
+    r = view.get("reconnect") or {}
+    if r.get("drops") or r.get("refreshes"):
+        rows.append(_row("reconnects", "drops", r["drops"], "sockets lost mid-hold (--lp-on-drop reconnect)"))
+        rows.append(_row("reconnects", "recovered", r["recovered"], "back on their conversation"))
+        rows.append(_row("reconnects", "lost", r["lost"], _categories(r.get("failures") or {}) or "no failed try"))
+        rows.append(_row("reconnects", "tries", r["reconnects"], "new connections after drops"))
+        rows.append(_row("reconnects", "tokens renewed", r.get("refreshes", 0), "mid-hold (--lp-token-refresh)"))
     p = view.get("pings", {})
     if "sent" in p:
         rows.append(_row("pings", "sent", p["sent"], "keepalive ping frames"))

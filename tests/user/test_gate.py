@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import xml.etree.ElementTree as ET
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -25,7 +26,9 @@ def test_a_threshold_that_holds_and_one_that_breaks(emulator, tmp_path: Path) ->
     assert holds.summary["thresholds"]["passed"] is True
 
     breaks = run_locust(
-        [*RUN, "--lp-threshold", "authenticate:p95<5s", "--lp-threshold", "connect:p50<0.001"], tmp_path / "breaks", target=url
+        [*RUN, "--lp-threshold", "authenticate:p95<5s", "--lp-threshold", "connect:p50<0.001"],
+        tmp_path / "breaks",
+        target=url,
     )
     assert breaks.returncode == exitcodes.THRESHOLDS_FAILED, breaks.output[-2000:]
     section = breaks.summary["thresholds"]
@@ -44,8 +47,18 @@ def test_bad_threshold_is_a_configuration_error(tmp_path: Path) -> None:
 
 def test_abort_on_fail_stops_the_run_early(tmp_path: Path) -> None:
     run = run_locust(
-        ["-u", "4", "-r", "4", "-t", "60s", "--lp-hold", "0.2",
-         "--lp-threshold", "connect:p50<0.001;abortOnFail;delayAbortEval=1s"],
+        [
+            "-u",
+            "4",
+            "-r",
+            "4",
+            "-t",
+            "60s",
+            "--lp-hold",
+            "0.2",
+            "--lp-threshold",
+            "connect:p50<0.001;abortOnFail;delayAbortEval=1s",
+        ],
         tmp_path,
     )
     summary = run.summary
@@ -60,7 +73,11 @@ def test_a_signal_mid_run_still_writes_reports(tmp_path: Path, signum: int, reas
     env.update({"PYTHONUNBUFFERED": "1", "LP_REPORTS_DIR": str(tmp_path)})
     proc = subprocess.Popen(
         [*LOCUST, "--headless", "-u", "4", "-r", "4", "-t", "60s", "--lp-hold", "5"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     try:
         assert proc.stdout is not None
@@ -85,12 +102,19 @@ def _verdicts(result: dict, step: str) -> dict[str, str]:
 
 
 def test_compare_flags_injected_latency_and_nothing_when_nothing_changed(emulator, tmp_path: Path) -> None:
-    base = run_locust(RUN, tmp_path / "base", target=emulator().url).summary
-    same = run_locust(RUN, tmp_path / "same", target=emulator().url).summary
+    # The two identical runs go side by side, so the machine's own load (other processes, a busy CI
+    # runner) falls on both alike: what is compared is the runs, not the moments they ran at.
+    urls = {"base": emulator().url, "same": emulator().url}
+    with ThreadPoolExecutor(2) as pool:
+        runs = {name: pool.submit(run_locust, RUN, tmp_path / name, target=url) for name, url in urls.items()}
+    base, same = (runs[name].result().summary for name in ("base", "same"))
     slow = run_locust(RUN, tmp_path / "slow", target=emulator("--latency", "authenticate=50").url).summary
 
     unchanged = compare.compare(base, same)
-    assert unchanged["regressions"] == [] and unchanged["improvements"] == [], (unchanged["regressions"], unchanged["improvements"])
+    assert unchanged["regressions"] == [] and unchanged["improvements"] == [], (
+        unchanged["regressions"],
+        unchanged["improvements"],
+    )
 
     result = compare.compare(base, slow)
     auth = _verdicts(result, "authenticate")

@@ -46,7 +46,15 @@ def _check_lost_run(master: Live, code: int, killed_pid: int, reports: Path) -> 
 
 def test_a_killed_worker_of_master_and_two_workers_is_reported(tmp_path: Path) -> None:
     port, env = free_port(), clean_env(tmp_path)
-    master_args = ["--master", "--expect-workers", "2", "--master-bind-host", "127.0.0.1", "--master-bind-port", str(port)]
+    master_args = [
+        "--master",
+        "--expect-workers",
+        "2",
+        "--master-bind-host",
+        "127.0.0.1",
+        "--master-bind-port",
+        str(port),
+    ]
     worker_args = ["--worker", "--master-host", "127.0.0.1", "--master-port", str(port)]
     with Live([*master_args, *RUN], env) as master, Live(worker_args, env) as one, Live(worker_args, env) as two:
         master.wait_for(HOLDING)
@@ -69,3 +77,33 @@ def test_a_killed_worker_of_processes_2_is_reported(tmp_path: Path) -> None:
         master.signal(signal.SIGTERM)
         code = master.finish(timeout=60)
     _check_lost_run(master, code, forked[0].pid, tmp_path)
+
+
+def test_a_workers_target_down_abort_ends_the_distributed_run(emulator, tmp_path: Path) -> None:
+    """Every call reset on the target: a worker's breaker trips under ``--lp-on-target-down abort``; it tells
+    the master, which ends the whole run with the reason and exit code 2 long before the time limit."""
+    emu = emulator()
+    target = {"LP_ACCOUNT": "test-account", "LP_IDP": emu.url, "LP_ASYNCMESSAGINGENT": emu.url}
+    port, env = free_port(), clean_env(tmp_path, target)
+    fast = ["--lp-hold", "0.2", "--lp-retry-pauses", "0.05", "--lp-backoff-base", "0.1", "--lp-backoff-cap", "0.2"]
+    master_args = [
+        "--master",
+        "--expect-workers",
+        "2",
+        "--master-bind-host",
+        "127.0.0.1",
+        "--master-bind-port",
+        str(port),
+    ]
+    run = ["--headless", "-u", "4", "-r", "4", "-t", "60s", "--lp-on-target-down", "abort", *fast]
+    worker_args = ["--worker", "--master-host", "127.0.0.1", "--master-port", str(port)]
+    with Live([*master_args, *run], env) as master, Live(worker_args, env) as one, Live(worker_args, env) as two:
+        emu.wait_until(lambda led: led["conversations"]["closed"] >= 4, timeout=30)
+        emu.set_faults({"faults": {"anonymous-authorize": ["reset"], "connect": ["reset"]}})
+        assert master.finish(timeout=40) == exitcodes.ERROR, master.output[-3000:]
+        one.finish(timeout=30), two.finish(timeout=30)
+    line = master.wait_for(r"TARGET DOWN on worker \S+: .*; aborting the run", timeout=1)
+    assert "got no answer" in line, line
+    folder = next(p for p in tmp_path.iterdir() if (p / "summary.json").is_file())
+    assert load_summary(folder)["run"]["end_reason"] == "target down"
+    assert "Traceback" not in master.output + one.output + two.output
