@@ -305,6 +305,12 @@ class FastLane(BaseProtocol):
         finally:
             if self.transport is not None:
                 self.transport.close()
+            # The socket's life is over and nothing more is read here. Letting go of the socket and
+            # its task breaks the lane <-> socket cycle (its queue and writer point back at the lane),
+            # so the connection is freed now rather than by the next full gc pass (~30 objects a session).
+            self.ignore = True
+            self.ws = None
+            self.task = None
 
 
 def _send_fin_now(transport: asyncio.Transport | None) -> None:
