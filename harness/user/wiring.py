@@ -8,6 +8,7 @@
 - ``test_stop``/``quitting``/``quit``: reports are written and the terminal summary printed, also on
   SIGTERM and Ctrl-C, because Locust fires these on every way out (a second Ctrl-C hurries the
   stop instead of losing the reports: :mod:`harness.user.interrupts`);
+- every process keeps Locust's per-second request counts to the last minute (:mod:`harness.user.statsbound`);
 - on a master, lost workers (no heartbeat) are watched for (:mod:`harness.user.workers`), and a
   worker's target-down abort ends the run (:mod:`harness.user.backoff`).
 
@@ -28,7 +29,7 @@ from locust.runners import MasterRunner, WorkerRunner
 from harness import webui
 from harness.reports import exitcodes
 from harness.settings import Settings, SettingsError, add_arguments
-from harness.user import backoff, gate, interrupts, uiguard, workers
+from harness.user import backoff, gate, interrupts, statsbound, uiguard, workers
 from harness.user.reporting import check_reports_dir, print_summary, write_reports
 from harness.user.state import state_of
 from harness.user.target import resolve_target, stop_emulator
@@ -47,6 +48,7 @@ def _on_init(environment: Environment, **_: Any) -> None:
         return
     events, state = environment.events, state_of(environment)
     webui.install(environment)  # every process: load-generator health (+ worker->master); the UI tab where there is one
+    statsbound.install(environment)  # every process: Locust's per-second counts stay a minute long
     events.test_start.add_listener(_on_test_start)
     events.test_stopping.add_listener(_on_test_stopping)
     events.test_stop.add_listener(_on_test_stop)
