@@ -172,8 +172,11 @@ def clean_env() -> dict[str, str]:
     return env
 
 
-def start_emulator(work: Path, cpus: str, processes: int, tag: str) -> tuple[Tree, str]:
-    cmd = ["taskset", "-c", cpus, str(VENV_BIN / "lp-harness"), "emulator", "--host", "127.0.0.1", "--port", "0",
+def start_emulator(work: Path, cpus: str, processes: int, tag: str,
+                   launcher: list[str] | None = None) -> tuple[Tree, str]:
+    """``launcher``: what runs the emulator in place of ``lp-harness emulator`` (a profiling wrapper)."""
+    launch = launcher or [str(VENV_BIN / "lp-harness"), "emulator"]
+    cmd = ["taskset", "-c", cpus, *launch, "--host", "127.0.0.1", "--port", "0",
            "--idle-timeout", "900", "--log-level", "WARNING"]
     if processes > 1:
         cmd += ["--processes", str(processes)]

@@ -7,9 +7,13 @@
 A real ``locust`` headless run (core 1) against ``lp-harness emulator`` (core 0), both started and
 stopped here by PID, on 127.0.0.1. Faults are set on the emulator through its admin API (the
 default: a few hold closes with 4401 and 4407, TCP resets, lost pongs and IDP 503s), so the
-harness's backoff and cleanup run all the time. Every ``--sample-every`` seconds it records, for
-each process tree: RSS, open files, CPU % of one core since the last sample; and from the
-emulator's ledger: open sockets and conversations.
+harness's backoff, reconnects (``--on-drop reconnect``, the default) and cleanup run all the
+time. Every ``--sample-every`` seconds it records, for each process tree: RSS, open files, CPU %
+of one core since the last sample; from the emulator's ledger: open sockets and conversations;
+and from its ``/admin/health``: what it holds in memory (consumers, conversations, cached tokens:
+each has a bound, docs/emulator.md "Memory"). ``--emulator-heap DIR`` runs the emulator under
+``bench/emulator_heap.py`` (tracemalloc snapshots, allocator and gc figures to ``DIR/heap.jsonl``)
+to find what grows; its RSS then includes the profiler's own, so judge growth on a run without it.
 
 Pass criterion: RSS of each process grows less than ``--max-growth`` (5 %) from the end of the
 warm-up to the end, and nothing is lost: after the stop the emulator has 0 sockets and 0
@@ -29,7 +33,15 @@ from tempfile import TemporaryDirectory
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from locust_capacity import ROOT, Tree, ledger, start_emulator, start_locust, summary_of  # noqa: E402
+from locust_capacity import (  # noqa: E402
+    ROOT,
+    VENV_BIN,
+    Tree,
+    ledger,
+    start_emulator,
+    start_locust,
+    summary_of,
+)
 
 DEFAULT_FAULTS = {
     "hold": ["close:4401,after=20,p=0.03", "close:4407,after=40,p=0.02", "reset,after=30,p=0.02", "no_pong,after=25,p=0.01"],
@@ -41,6 +53,17 @@ def duration_s(text: str) -> float:
     """``90``, ``90s``, ``10m``, ``8h``."""
     units = {"s": 1, "m": 60, "h": 3600}
     return float(text[:-1]) * units[text[-1]] if text[-1] in units else float(text)
+
+
+def heap_launcher(heap_dir: str, every: float, baseline_at: float, frames: int) -> list[str]:
+    """The emulator under ``bench/emulator_heap.py``: heap figures to ``heap_dir/heap.jsonl``."""
+    return [str(VENV_BIN / "python"), str(ROOT / "bench" / "emulator_heap.py"), "--dir", heap_dir,
+            "--every", str(every), "--baseline-at", str(baseline_at), "--frames", str(frames), "--"]
+
+
+def health(url: str) -> dict[str, Any]:
+    with urllib.request.urlopen(f"{url}/admin/health", timeout=10) as r:  # noqa: S310 -- 127.0.0.1 only
+        return json.loads(r.read())
 
 
 def put_faults(url: str, faults: dict[str, list[str]]) -> None:
@@ -83,19 +106,27 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--spawn-rate", type=float, default=50.0)
     ap.add_argument("--hold", type=float, default=60.0, help="seconds each session holds (default 60)")
     ap.add_argument("--ping-interval", type=float, default=15.0)
+    ap.add_argument("--on-drop", default="reconnect", choices=["fail", "reconnect"],
+                    help="the harness's --lp-on-drop (default reconnect: dropped holds come back)")
     ap.add_argument("--faults", help="JSON {target: [spec...]} for the emulator (default: a mix, see the source)")
     ap.add_argument("--sample-every", type=float, default=10.0)
     ap.add_argument("--max-growth", type=float, default=5.0, help="RSS growth allowed after the warm-up, %% (5)")
     ap.add_argument("--locust-cpus", default="1")
     ap.add_argument("--emulator-cpus", default="0")
+    ap.add_argument("--emulator-heap", metavar="DIR",
+                    help="run the emulator under bench/emulator_heap.py, heap snapshots to DIR/heap.jsonl")
+    ap.add_argument("--heap-every", type=duration_s, default=60.0, help="seconds between heap snapshots (60)")
+    ap.add_argument("--heap-frames", type=int, default=8, help="tracemalloc depth; 0 = allocator and gc figures only")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "soak.json"))
     args = ap.parse_args(argv)
     faults = json.loads(args.faults) if args.faults else DEFAULT_FAULTS
-    extra = ["--lp-hold", str(args.hold), "--lp-ping-interval", str(args.ping_interval), "--stop-timeout", "30"]
+    extra = ["--lp-hold", str(args.hold), "--lp-ping-interval", str(args.ping_interval), "--stop-timeout", "30",
+             "--lp-on-drop", args.on_drop]
     samples: list[dict[str, Any]] = []
     with TemporaryDirectory(prefix="lp-soak-") as tmp:
         work = Path(tmp)
-        emu, url = start_emulator(work, args.emulator_cpus, 1, "soak")
+        launcher = heap_launcher(args.emulator_heap, args.heap_every, args.warmup, args.heap_frames) if args.emulator_heap else None
+        emu, url = start_emulator(work, args.emulator_cpus, 1, "soak", launcher)
         try:
             put_faults(url, faults)
             run_s = int(args.duration)
@@ -110,6 +141,7 @@ def main(argv: list[str] | None = None) -> int:
                     row.update({name: probe.sample() for name, probe in probes.items()})
                     row["sockets_open"] = led["sockets"]["open"]
                     row["conversations_open"] = led["conversations"]["open"]
+                    row["emulator_held"] = health(url).get("held")
                     samples.append(row)
                     print(json.dumps(row), flush=True)
                 code = loc.wait(120)
@@ -131,6 +163,7 @@ def main(argv: list[str] | None = None) -> int:
             "emulator_sockets_open": final["sockets"]["open"],
             "emulator_conversations_open": final["conversations"]["open"],
             "conversations": conversations,
+            "reconnect": summary.get("reconnect"),
             "phases": summary.get("phases"),
             "end_reason": (summary.get("run") or {}).get("end_reason"),
         },

@@ -11,31 +11,31 @@ and the fix, so a bad setting ends a run with one clear line instead of a traceb
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import re
 import sys
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any, Final, Literal
 
-from harness.protocol import paths, retry, tokens
+from harness import settings_values as values
+from harness.protocol import paths
+from harness.protocol.latency import LatencySpec
+from harness.settings_values import SettingsError
 
 IDENTITIES: Final = ("anonymous", "external")
-SCENARIOS: Final = ("custom", "smoke", "load", "soak")
+SCENARIOS: Final = ("custom", "smoke", "load", "soak", "chat")
 ON_TARGET_DOWN: Final = ("pause", "abort")
 ON_DROP: Final = ("fail", "reconnect")
 CONSUMERS: Final = ("new", "returning")
+SESSIONS: Final = ("tutorial", "realistic")
+AUTHS: Final = ("header", "init-connection")
+KEEPALIVES: Final = ("ping", "getclock")
 EMULATOR_ACCOUNT: Final = "lp-harness"  # the account used against the embedded emulator when none is set
 # Settings that name files or start processes: out of the web UI's form unless allowed (user/uiguard.py).
 ACCOUNT_RE: Final = re.compile(r"[A-Za-z0-9_-]{1,64}")  # an account (site) id: one URL path segment
 UI_PROTECTED: Final = ("lp_reports_dir", "lp_external_key", "lp_emulator_args", "lp_thresholds")
 UI_ALLOW_PATHS_FLAG: Final = "--lp-ui-allow-paths"
 UI_ALLOW_PATHS_ENV: Final = "LP_UI_ALLOW_PATHS"
-
-
-class SettingsError(ValueError):
-    """A setting that cannot work; the message names the setting and how to fix it."""
 
 
 @dataclass(frozen=True)
@@ -66,6 +66,15 @@ class Settings:
     reconnect_delay_s: float = 2.0  # the first reconnect's pause (jittered), doubling per further try
     token_refresh_s: float = 0.0  # renew an LP token this long before it expires mid-hold (0: never)
     consumer: Literal["new", "returning"] = "new"  # each session a new consumer, or one returning per user
+    session: Literal["tutorial", "realistic"] = "tutorial"  # realistic: find an OPEN conversation first (user/journey.py)
+    auth: Literal["header", "init-connection"] = "header"  # the socket's credential: a header, or InitConnection
+    keepalive: Literal["ping", "getclock"] = "ping"  # WebSocket ping frames, or GetClock requests (browsers)
+    getclock_interval_s: float = 30.0  # LivePerson's retry guidance: GetClock every 30 s
+    messages: int = 0  # ContentEvents each session publishes (0: the tutorial's silent hold; user/talk.py)
+    message_interval: LatencySpec = LatencySpec(1000.0)  # between a session's publishes: fixed + a distribution
+    message_size: int = 20  # characters of each message's text
+    reply_timeout_s: float = 10.0  # a message the agent has not answered by then fails the session ("no reply")
+    typing: bool = False  # a ChatStateEvent COMPOSING before each message
     verify_tls: bool = True
     scenario: str = "custom"
     label: str | None = None
@@ -111,14 +120,14 @@ class Settings:
                 f"LP_ACCOUNT {account[:80]!r} is not an account id (letters, digits, '-' and '_', as in "
                 "'qa57221676'): check --lp-account / LP_ACCOUNT"
             )
-        idp = _base_url("LP_IDP (--lp-idp)", idp_raw)
-        messaging = _base_url("LP_ASYNCMESSAGINGENT (--lp-asyncmessagingent)", msg_raw)
+        idp = values.base_url("LP_IDP (--lp-idp)", idp_raw)
+        messaging = values.base_url("LP_ASYNCMESSAGINGENT (--lp-asyncmessagingent)", msg_raw)
         identity = getattr(options, "lp_identity", "anonymous")
         if identity not in IDENTITIES:
             raise SettingsError(f"--lp-identity must be one of {', '.join(IDENTITIES)}, not {identity!r}")
         key_file = getattr(options, "lp_external_key", None) or None
         if identity == "external" and key_file:
-            _check_private_key(key_file)
+            values.check_private_key(key_file)
         scenario = getattr(options, "lp_scenario", "custom") or "custom"
         if scenario not in SCENARIOS:
             raise SettingsError(f"--lp-scenario must be one of {', '.join(SCENARIOS)}, not {scenario!r}")
@@ -129,108 +138,40 @@ class Settings:
             target=target or ("emulator" if getattr(options, "lp_embedded_url", None) else "real"),
             identity=identity,
             external_key_file=key_file,
-            hold_s=_seconds(options, "lp_hold", minimum=0.0),
-            ping_interval_s=_seconds(options, "lp_ping_interval", minimum=0.05),
-            pong_timeout_s=_seconds(options, "lp_pong_timeout", minimum=0.01),
-            connect_timeout_s=_seconds(options, "lp_connect_timeout", minimum=0.01),
-            request_timeout_s=_seconds(options, "lp_request_timeout", minimum=0.01),
-            http_timeout_s=_seconds(options, "lp_http_timeout", minimum=0.01),
-            think_time_s=_seconds(options, "lp_think_time", minimum=0.0),
-            retry_pauses_s=_pauses(options),
-            backoff_base_s=_seconds(options, "lp_backoff_base", minimum=0.0),
-            backoff_cap_s=_seconds(options, "lp_backoff_cap", minimum=0.0),
-            on_target_down=_choice(options, "lp_on_target_down", ON_TARGET_DOWN),
-            cleanup_attempts=_count(options, "lp_cleanup_attempts"),
-            on_drop=_choice(options, "lp_on_drop", ON_DROP),
-            reconnect_attempts=_count(options, "lp_reconnect_attempts"),
-            reconnect_delay_s=_seconds(options, "lp_reconnect_delay", minimum=0.0),
-            token_refresh_s=_seconds(options, "lp_token_refresh", minimum=0.0),
-            consumer=_choice(options, "lp_consumer", CONSUMERS),
+            hold_s=values.seconds(options, "lp_hold", minimum=0.0),
+            ping_interval_s=values.seconds(options, "lp_ping_interval", minimum=0.05),
+            pong_timeout_s=values.seconds(options, "lp_pong_timeout", minimum=0.01),
+            connect_timeout_s=values.seconds(options, "lp_connect_timeout", minimum=0.01),
+            request_timeout_s=values.seconds(options, "lp_request_timeout", minimum=0.01),
+            http_timeout_s=values.seconds(options, "lp_http_timeout", minimum=0.01),
+            think_time_s=values.seconds(options, "lp_think_time", minimum=0.0),
+            retry_pauses_s=values.pauses(options),
+            backoff_base_s=values.seconds(options, "lp_backoff_base", minimum=0.0),
+            backoff_cap_s=values.seconds(options, "lp_backoff_cap", minimum=0.0),
+            on_target_down=values.choice(options, "lp_on_target_down", ON_TARGET_DOWN),
+            cleanup_attempts=values.count(options, "lp_cleanup_attempts"),
+            on_drop=values.choice(options, "lp_on_drop", ON_DROP),
+            reconnect_attempts=values.count(options, "lp_reconnect_attempts"),
+            reconnect_delay_s=values.seconds(options, "lp_reconnect_delay", minimum=0.0),
+            token_refresh_s=values.seconds(options, "lp_token_refresh", minimum=0.0),
+            consumer=values.choice(options, "lp_consumer", CONSUMERS),
+            session=values.choice(options, "lp_session", SESSIONS),
+            auth=values.choice(options, "lp_auth", AUTHS),
+            keepalive=values.choice(options, "lp_keepalive", KEEPALIVES),
+            getclock_interval_s=values.seconds(options, "lp_getclock_interval", minimum=0.05),
+            messages=values.count(options, "lp_messages"),
+            message_interval=values.delay(options, "lp_message_interval"),
+            message_size=values.count(options, "lp_message_size"),
+            reply_timeout_s=values.seconds(options, "lp_reply_timeout", minimum=0.01),
+            typing=bool(getattr(options, "lp_typing", False)),
             verify_tls=not bool(getattr(options, "lp_insecure", False)),
             scenario=scenario,
             label=(getattr(options, "lp_label", None) or None),
             reports_dir=getattr(options, "lp_reports_dir", None) or "reports",
             stop_is_success=bool(getattr(options, "lp_stop_is_success", False)),
-            threshold_files=_listed(getattr(options, "lp_thresholds", None)),
-            threshold_rules=_listed(getattr(options, "lp_threshold", None)),
+            threshold_files=values.listed(getattr(options, "lp_thresholds", None)),
+            threshold_rules=values.listed(getattr(options, "lp_threshold", None)),
         )
-
-
-def _check_private_key(path: str) -> None:
-    """The key file must be an RSA private key in PEM: found now, not by every user at start."""
-    flag = f"--lp-external-key {path!r}"
-    try:
-        pem = Path(path).read_bytes()
-    except OSError as exc:
-        raise SettingsError(f"{flag} cannot be read ({exc.strerror}): give the PEM private key path") from None
-    if not pem.strip():
-        raise SettingsError(f"{flag} is empty: give the brand's RSA private key in PEM")
-    if b"PUBLIC KEY" in pem and b"PRIVATE KEY" not in pem:
-        raise SettingsError(f"{flag} is a public key: external identities are signed with the private key")
-    try:
-        tokens.load_private_key(pem)
-    except Exception as exc:  # ValueError, TypeError (a password), UnsupportedAlgorithm: all one answer
-        raise SettingsError(f"{flag} is not an RSA private key in PEM ({str(exc)[:80]})") from None
-
-
-def _listed(value: object) -> tuple[str, ...]:
-    """A repeatable option: a list (command line), or one string (env var / web UI) split on newlines and ';;'."""
-    if not value:
-        return ()
-    items = value if isinstance(value, list) else [value]
-    out: list[str] = []
-    for item in items:
-        out.extend(part.strip() for part in str(item).replace(";;", "\n").splitlines() if part.strip())
-    return tuple(out)
-
-
-def _base_url(name: str, value: str) -> str:
-    try:
-        return paths.base_url(value)
-    except ValueError as exc:
-        raise SettingsError(
-            f"{name} is malformed ({exc}): give a host name like va.idp.liveperson.net or a URL like http://127.0.0.1:8080"
-        ) from None
-
-
-def _pauses(options: argparse.Namespace) -> tuple[float, ...]:
-    raw = getattr(options, "lp_retry_pauses", None)
-    try:
-        return retry.parse_pauses("5,10,15" if raw is None else str(raw))
-    except ValueError:
-        raise SettingsError(
-            f"--lp-retry-pauses must be seconds separated by commas, e.g. '5,10,15', not {raw!r}"
-        ) from None
-
-
-def _choice(options: argparse.Namespace, dest: str, choices: tuple[str, ...]) -> Any:
-    raw = getattr(options, dest, None) or choices[0]
-    if raw not in choices:
-        raise SettingsError(f"--{dest.replace('_', '-')} must be one of {', '.join(choices)}, not {raw!r}")
-    return raw
-
-
-def _count(options: argparse.Namespace, dest: str) -> int:
-    raw = getattr(options, dest, None)
-    try:
-        value = int(str(raw).strip())
-    except (TypeError, ValueError):
-        value = -1
-    if value < 0:
-        raise SettingsError(f"--{dest.replace('_', '-')} must be a whole number >= 0, not {raw!r}")
-    return value
-
-
-def _seconds(options: argparse.Namespace, dest: str, *, minimum: float) -> float:
-    flag = "--" + dest.replace("_", "-")
-    raw = getattr(options, dest, None)
-    try:
-        value = float(raw)
-    except (TypeError, ValueError):
-        raise SettingsError(f"{flag} must be a number of seconds, not {raw!r}") from None
-    if not math.isfinite(value) or value < minimum:
-        raise SettingsError(f"{flag} must be at least {minimum} seconds, not {raw!r}")
-    return value
 
 
 def add_arguments(parser: Any) -> None:
@@ -367,6 +308,58 @@ def add_arguments(parser: Any) -> None:
         choices=list(CONSUMERS),
     )
     add(
+        "--lp-session",
+        "LP_SESSION",
+        "tutorial: the tutorial's minimal flow (request a conversation, hold); realistic: as LivePerson's clients "
+        "run it (subscribe to the consumer's conversations first, reuse an OPEN one, else request one).",
+        default="tutorial",
+        choices=list(SESSIONS),
+    )
+    add(
+        "--lp-auth",
+        "LP_AUTH",
+        "header: the LP token in the socket's Authorization header; init-connection: no header, the token in an "
+        "InitConnection request (as browsers do).",
+        default="header",
+        choices=list(AUTHS),
+    )
+    add(
+        "--lp-keepalive",
+        "LP_KEEPALIVE",
+        "ping: WebSocket ping frames every --lp-ping-interval (step 'ping'); getclock: a GetClock request every "
+        "--lp-getclock-interval (step 'get-clock').",
+        default="ping",
+        choices=list(KEEPALIVES),
+    )
+    add("--lp-getclock-interval", "LP_GETCLOCK_INTERVAL", "Seconds between GetClock keepalives.", default="30")
+    add(
+        "--lp-messages",
+        "LP_MESSAGES",
+        "Messages (ContentEvents) each session publishes, each answered by the agent (0: a silent hold).",
+        default="0",
+    )
+    add(
+        "--lp-message-interval",
+        "LP_MESSAGE_INTERVAL",
+        "Seconds between a session's messages: fixed, or fixed plus a distribution ('1+uniform:2', "
+        "'1+normal:0.5', '0.5+lognormal:1:0.4').",
+        default="1",
+    )
+    add("--lp-message-size", "LP_MESSAGE_SIZE", "Characters in each message's text.", default="20")
+    add(
+        "--lp-reply-timeout",
+        "LP_REPLY_TIMEOUT",
+        "Seconds a message may wait for the agent's reply; longer fails the session with 'no reply'.",
+        default="10",
+    )
+    add(
+        "--lp-typing",
+        "LP_TYPING",
+        "Send a ChatStateEvent COMPOSING before each message.",
+        action="store_true",
+        default=False,
+    )
+    add(
         "--lp-insecure",
         "LP_INSECURE",
         "Do not verify TLS certificates (only for self-signed test targets).",
@@ -376,7 +369,7 @@ def add_arguments(parser: Any) -> None:
     add(
         "--lp-scenario",
         "LP_SCENARIO",
-        "Scenario profile recorded in reports (smoke, load, soak, custom).",
+        "Scenario profile recorded in reports (smoke, load, soak, chat, custom).",
         default="custom",
         choices=list(SCENARIOS),
     )

@@ -129,7 +129,7 @@ class ConsumerSocket:
     def connect(
         cls,
         url: str,
-        token: str,
+        token: str | None,
         *,
         timeout: float,
         verify_tls: bool = True,
@@ -138,6 +138,8 @@ class ConsumerSocket:
         **options: Any,
     ) -> ConsumerSocket:
         """Open ``url`` with ``Authorization: jwt <token>`` within ``timeout`` seconds (TCP + TLS + upgrade).
+
+        ``token`` None opens it with no Authorization header: the caller sends InitConnection.
 
         Raises HandshakeRejected (upgrade answered with another status), Refused, Timeout,
         TlsError (certificate or TLS failure; ``verify_tls=False`` skips verification;
@@ -161,8 +163,8 @@ class ConsumerSocket:
     def open(self) -> bool:
         return self.close_info is None and not self._closing
 
-    def request(self, type_: str, body: Any = None, timeout: float | None = None) -> Response:
-        """Send a request and wait for its 2xx response.
+    def request(self, type_: str, body: Any = None, timeout: float | None = None, headers: Any = None) -> Response:
+        """Send a request (``headers``: InitConnection's credential) and wait for its 2xx response.
 
         Raises Timeout (no response in ``timeout``, default ``request_timeout``), ErrorResponse
         (non-2xx code), ServerClosed / Dropped / PongTimeout (the socket ended first).
@@ -171,7 +173,7 @@ class ConsumerSocket:
             raise self._ended_error()
         timeout = self.request_timeout if timeout is None else timeout
         waiter = gevent.event.AsyncResult()
-        entry, text = self._conn.request(type_, body, waiter, clock())
+        entry, text = self._conn.request(type_, body, waiter, clock(), headers)
         timer = gevent.Timeout(timeout)
         timer.start()
         written = False

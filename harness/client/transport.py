@@ -140,7 +140,7 @@ def _bind_loopback_source(sock: gsocket.socket) -> None:
         pass
 
 
-def upgrade(sock: Any, where: Target, token: str, headers: Iterable[str] = ()) -> bytes:
+def upgrade(sock: Any, where: Target, token: str | None, headers: Iterable[str] = ()) -> bytes:
     """Send the upgrade request on ``sock``, check the 101 answer; returns bytes read past its head.
 
     HandshakeRejected for another status; ClientError ``error BadHandshake`` for an unreadable
@@ -174,7 +174,7 @@ def upgrade(sock: Any, where: Target, token: str, headers: Iterable[str] = ()) -
 
 def open_upgraded(
     url: str,
-    token: str,
+    token: str | None,
     *,
     timeout: float,
     verify_tls: bool = True,

@@ -1,4 +1,4 @@
-"""The admin API on the emulator's own port: ledger, reset, fault plan, health, options.
+"""The admin API on the emulator's own port: ledger, reset, fault plan, agents, health, options.
 
 With ``--processes N`` a request here is answered for all workers (:mod:`.peers`): ledgers are
 summed, a reset or a new plan is passed on; ``?local=1`` asks one worker about itself. Admin
@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from harness.emulator import options
+from harness.emulator.config import agent_plan_from_json
 from harness.emulator.core import Core
 from harness.emulator.faults import ConfigError, FaultPlan
 from harness.emulator.peers import broadcast, gather_ledgers
@@ -32,6 +33,8 @@ FAULTS = Route("admin", ("GET", "HEAD"), "/admin/faults")
 FAULTS_PUT = Route("admin", ("PUT",), "/admin/faults")
 HEALTH = Route("admin", ("GET", "HEAD"), "/admin/health")
 CONFIG = Route("admin", ("GET", "HEAD"), "/admin/config")
+AGENTS = Route("admin", ("GET", "HEAD"), "/admin/agents")
+AGENTS_PUT = Route("admin", ("PUT",), "/admin/agents")
 
 
 def _local(request: web.Request) -> bool:
@@ -52,6 +55,8 @@ class Admin:
             (FAULTS_PUT, self.put_faults),
             (HEALTH, self.health),
             (CONFIG, self.config),
+            (AGENTS, self.get_agents),
+            (AGENTS_PUT, self.put_agents),
         ]
         return [(route, self._guarded(handler)) for route, handler in routes]
 
@@ -100,6 +105,24 @@ class Admin:
         log.info("fault/latency configuration replaced: %s", dumps(plan.to_json())[:500])
         return json_response(plan.to_json())
 
+    async def get_agents(self, request: web.Request) -> web.StreamResponse:
+        """The agent configuration in force (all workers' agents together), under the option names."""
+        return json_response(self.core.agent_plan.to_json())
+
+    async def put_agents(self, request: web.Request) -> web.StreamResponse:
+        """Replace the agent configuration (absent keys take their defaults; ``{}``: no agents)."""
+        raw = await request.read()
+        try:
+            plan = agent_plan_from_json(json.loads(raw) if raw.strip() else {}, self.core.config.processes)
+        except ValueError as exc:  # ConfigError and JSON errors
+            message = str(exc) if isinstance(exc, ConfigError) else f"not valid JSON: {exc}"
+            return error_response(400, "invalid_config", message)
+        self.core.use_agents(plan)
+        if not _local(request) and self.core.peers:
+            await broadcast(self.core.peers, "PUT", AGENTS_PUT.template, raw, self.core.config.admin_token)
+        log.info("agent configuration replaced: %s", dumps(plan.to_json())[:500])
+        return json_response(plan.to_json())
+
     async def health(self, request: web.Request) -> web.StreamResponse:
         core = self.core
         return json_response(
@@ -112,6 +135,12 @@ class Admin:
                 "workers": 1 + len(core.peers),
                 "tls_cert": core.tls_cert,
                 "account": core.config.account,
+                # What this process keeps in memory (bounded; docs/emulator.md, "Memory").
+                "held": {
+                    **core.registry.held(),
+                    "agent_conversations": core.agents.held(),
+                    "tokens_cached": core.idp.cached_tokens(),
+                },
             }
         )
 

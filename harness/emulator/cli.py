@@ -25,8 +25,8 @@ DESCRIPTION = """\
 The embedded LivePerson emulator: IDP (anonymous/authorize, authenticate, signup), CSDS
 discovery, the consumer messaging WebSocket, latency and fault injection, and a ledger of
 everything it saw, behind an admin API on the same port (/admin/ledger, /admin/ledger/reset,
-/admin/faults, /admin/health, /admin/config). Prints its base URL on the first line of
-standard output.
+/admin/faults, /admin/agents, /admin/health, /admin/config). Optionally agents that answer the
+consumers' messages (--agents). Prints its base URL on the first line of standard output.
 Behaviour, defaults and every choice where LivePerson's docs are silent: docs/emulator.md.
 """
 
@@ -41,6 +41,11 @@ examples:
   lp-harness emulator --config faults.toml --seed 7     # latency + faults from a file, reproducible
   lp-harness emulator --latency 'authenticate=20+lognormal:10:0.5' --fault 'authenticate=status:503,p=0.05'
   lp-harness emulator --processes 2 --port 8080         # two SO_REUSEPORT workers, one summed ledger
+  lp-harness emulator --agents 50 --agent-reply-delay '500+uniform:1000' --agent-typing
+                                                        # 50 agents answer each message in 0.5-1.5 s
+  lp-harness emulator --agents 5 --agent-skill sales=2 --agent-conversations 3
+                                                        # 5 default agents, 2 for skillId "sales", 3 chats each
+  lp-harness emulator --rate-limit 200                  # over 200 requests/s per account: 429 + Retry-After
 
 """
     + LATENCY_HELP
@@ -52,6 +57,8 @@ config file (--config, JSON if it ends in .json, else TOML): any long option abo
 a spec is the text form above or a table ({kind = "status", status = 503, p = 0.1}).
 Command-line flags win over the file; --latency/--fault are added to the file's entries.
 The same latency/faults JSON can be read and replaced while running: GET/PUT /admin/faults;
+the agents likewise, under their option names: GET/PUT /admin/agents ({"agents": 10,
+"agent-reply-delay": "200+uniform:100"}; absent keys take their defaults, {} = no agents).
 GET /admin/config shows the options in effect, under their config-file names.
 """
 )

@@ -9,10 +9,12 @@ configuration (:data:`~harness.emulator.faults.PLAN_KEYS`), read from the same f
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from harness.emulator import options
+from harness.emulator.agentplan import DEFAULT_REPLY_DELAY, AgentPlan
 from harness.emulator.faults import ConfigError, FaultPlan
 from harness.emulator.options import option
 from harness.emulator.process import ADMIN_TOKEN_ENV
@@ -21,6 +23,7 @@ from harness.reports import tomlfile
 NETWORK = "network"
 IDENTITY = "identity"
 SOCKET = "messaging socket"
+AGENTS = "agents (the brand's side of each conversation; docs/emulator.md \"Agents\")"
 AUTH_FAILURE_MODES = ("http", "close")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
@@ -96,6 +99,15 @@ class EmulatorConfig:
         help="lifetime of LP tokens in s (default 3600); a socket is closed when its token expires "
         "(4407 for anonymous identities, 4401 for external ones)",
     )
+    token_cache_s: float = option(  # our choice: the hot path's cache, bounded in time
+        60.0,
+        flag="--token-cache-s",
+        group=IDENTITY,
+        type=float,
+        metavar="S",
+        help="a token issued or verified here skips the signature check on its uses in the next S s "
+        "(default 60: a flow's retries; memory is the token rate over S s; 0 = check every use in full)",
+    )
     trust_keys: list[str] = option(  # PEM files of trusted external public keys
         default_factory=list,
         flag="--trust-key",
@@ -136,6 +148,62 @@ class EmulatorConfig:
         help="bad token at the handshake: refuse the upgrade with HTTP 401/403 (http, default) "
         "or accept and close with 4401/4407 (close)",
     )
+    rate_limit: float = option(  # RETRY: "clients sending bursty traffic may be rate-limited"; numbers are ours
+        0.0,
+        flag="--rate-limit",
+        group=NETWORK,
+        type=float,
+        metavar="R",
+        help="answer an account's requests beyond R per second (HTTP, handshakes and socket requests, a "
+        "burst of R allowed) with 429 and Retry-After (default 0: no limit)",
+    )
+    agents: int = option(
+        0,
+        flag="--agents",
+        group=AGENTS,
+        type=int,
+        metavar="N",
+        help="agents answering conversations requested without a skill, or with one that has no agents of "
+        "its own (default 0: nobody answers, as before)",
+    )
+    agent_skills: list[str] = option(
+        default_factory=list,
+        flag="--agent-skill",
+        group=AGENTS,
+        kind="list",
+        metavar="SKILL=N",
+        help="N agents for conversations requested with skillId SKILL (repeatable)",
+    )
+    agent_conversations: int = option(
+        1,
+        flag="--agent-conversations",
+        group=AGENTS,
+        type=int,
+        metavar="K",
+        help="conversations one agent holds at once; more wait in their skill's queue (default 1)",
+    )
+    agent_reply_delay: str = option(
+        DEFAULT_REPLY_DELAY,
+        flag="--agent-reply-delay",
+        group=AGENTS,
+        metavar="SPEC",
+        help=f"time from a consumer message to its reply, in the latency syntax (ms; default {DEFAULT_REPLY_DELAY})",
+    )
+    agent_reply_probability: float = option(
+        1.0,
+        flag="--agent-reply-probability",
+        group=AGENTS,
+        type=float,
+        metavar="P",
+        help="chance that a consumer message gets a reply (default 1)",
+    )
+    agent_typing: bool = option(
+        False,
+        flag="--agent-typing",
+        group=AGENTS,
+        kind="switch",
+        help="agents send ChatStateEvent COMPOSING when they read a message, before the reply",
+    )
     log_level: str = option("INFO", flag="--log-level", choices=LOG_LEVELS, normalise=str.upper, help="(default INFO)")
     # Internal: no option. The --processes parent sets the certificate so every worker serves one.
     tls_cert: str | None = None
@@ -150,13 +218,35 @@ class EmulatorConfig:
         for name in ("anon_token_lifetime", "lp_token_lifetime", "idle_timeout", "init_timeout"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name.replace('_', '-')} must be > 0")
-        if self.anon_refresh_window < 0:
-            raise ConfigError("anon-refresh-window must be >= 0")
+        for name in ("anon_refresh_window", "token_cache_s"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name.replace('_', '-')} must be >= 0")
         if not 1 <= self.processes <= 64:
             raise ConfigError("processes must be 1..64")
         for path in self.trust_keys:
             if not Path(path).is_file():
                 raise ConfigError(f"trust-key file not found: {path}")
+        if not (self.rate_limit == 0 or 0.1 <= self.rate_limit <= 1e6):
+            raise ConfigError(f"rate-limit must be 0 (off) or 0.1..1000000 requests/s, got {self.rate_limit}")
+        AgentPlan.from_config(self)
+
+    def agent_plan(self) -> AgentPlan:
+        return AgentPlan.from_config(self)
+
+
+def agent_plan_from_json(data: Any, processes: int = 1) -> AgentPlan:
+    """``PUT /admin/agents``: the agent options under their config-file keys (absent ones take their
+    defaults), read by the same declarations as the command line and config files."""
+    if not isinstance(data, dict):
+        raise ConfigError("the agent configuration must be a JSON object keyed by the --agent* option names")
+    fields = {spec.key: (f.name, spec) for f, spec in options.options(EmulatorConfig) if spec.group == AGENTS}
+    unknown = sorted(k for k in data if k.replace("_", "-") not in fields)
+    if unknown:
+        raise ConfigError(f"unknown keys {unknown} (expected {', '.join(fields)})")
+    values = options.file_defaults(EmulatorConfig, data, "agents")
+    names = {spec.dest: name for name, spec in fields.values()}
+    config = replace(EmulatorConfig(), processes=processes, **{names[dest]: v for dest, v in values.items()})
+    return AgentPlan.from_config(config)
 
 
 def load_config_file(path: str | Path) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from harness.emulator.frames import Frames
 from harness.emulator.idp import Identity, IdpError, rejection_code, socket_token, token_error
 from harness.emulator.ledger import TargetStats
 from harness.emulator.sockets import Sock, Sockets
-from harness.emulator.wire import error_response, reset_transport, retry_after
+from harness.emulator.wire import error_response, reset_transport, retry_after, throttled_response
 from harness.protocol.tokens import TokenError
 
 perf = time.perf_counter
@@ -38,7 +38,13 @@ class ConsumerSockets:
     # ------------------------------------------------------------------ aiohttp's handshake
     async def consumer_socket(self, request: web.Request) -> web.StreamResponse:
         t0 = perf()
-        exchange = Handshake(self, request, self.core.ledger.arrived("connect"), t0)
+        stats = self.core.ledger.arrived("connect")
+        wait = self.core.throttled(request.match_info["account"])
+        if wait is not None:
+            stats.error(429)
+            self.core.ledger.sockets_rejected += 1
+            return throttled_response(wait)
+        exchange = Handshake(self, request, stats, t0)
         if self.core.plan.has_any("connect"):
             answer = await ladder.run(exchange, self.core.plan)
             assert answer is not None  # an HTTP exchange is never deferred

@@ -8,7 +8,6 @@ that cannot be read is answered under the id salvaged from its text
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Coroutine
 from typing import Any
@@ -19,7 +18,7 @@ from harness.emulator.idp import rejection_code
 from harness.emulator.ledger import TargetStats
 from harness.emulator.sockets import Sock, Sockets
 from harness.emulator.state import NO_REQ_ID, Reply, classify, error_reply, string_response
-from harness.protocol import tokens
+from harness.protocol import messages, tokens
 from harness.protocol.envelope import Request, salvage_id
 from harness.protocol.messages import Code, MessageType
 from harness.protocol.tokens import TokenError
@@ -39,6 +38,13 @@ class Frames:
         t0 = perf()
         target, req, detail = classify(text)
         stats = self.core.ledger.arrived(target)
+        if self.core.limiter is not None:
+            wait = self.core.throttled(sock.session.account)
+            if wait is not None:
+                req_id = req.id if req is not None else (salvage_id(text, "id") or NO_REQ_ID)
+                refusal = error_reply(req_id, Code.TOO_MANY_REQUESTS, f"too many requests: retry after {wait} s")
+                await self.sockets.send_reply(sock, stats, refusal, t0, 0.0)
+                return
         if self.core.plan.has_any(target):
             await ladder.run(FrameExchange(self, sock, target, stats, t0, req, text, detail), self.core.plan)
             return
@@ -69,17 +75,13 @@ class Frames:
 
     def _init_connection(self, sock: Sock, req: Request) -> Reply:
         """The header-less flow (T-HDR): InitConnection carries the LP token in ``headers``."""
-        token = None
-        headers = req.headers if isinstance(req.headers, list) else [req.headers]
-        for header in headers:
-            if isinstance(header, dict) and "ConsumerAuthentication" in str(header.get("type", "")):
-                token = header.get("jwt")
+        token = messages.token_of_init_connection(req.headers)
         try:
-            if not isinstance(token, str) or not token:
+            if token is None:
                 raise tokens.TokenMalformed("no ConsumerAuthentication header with a jwt")
             identity = self.core.idp.verify_lp_token(token, sock.session.account)
         except TokenError as exc:
-            code = rejection_code(exc, token if isinstance(token, str) else None)
+            code = rejection_code(exc, token)
             self.sockets.spawn(sock, self.sockets.server_close(sock, code))
             return error_reply(req.id, Code.UNAUTHORIZED, exc.reason)
         self.sockets.authenticated(sock, identity)
@@ -110,7 +112,7 @@ class FrameExchange(ladder.Exchange[None]):
         self.detail = detail
 
     async def defer(self, work: Coroutine[Any, Any, None]) -> None:
-        self.frames.sockets.spawn(self.sock, work)
+        self.frames.sockets.spawn(self.sock, work, self.gone)
 
     def alive(self) -> bool:
         return self.sock.alive()
@@ -134,8 +136,7 @@ class FrameExchange(ladder.Exchange[None]):
         await self.defer(self._send_later(reply, delay))
 
     async def _send_later(self, reply: Reply, delay: float) -> None:
-        await asyncio.sleep(delay)
-        if self.alive():
+        if await ladder.wait_for_answer(self, delay):
             await self._send(reply, delay)
 
     async def code(self, code: int, message: str, injected: float) -> None:
@@ -173,7 +174,7 @@ class PingExchange(ladder.Exchange[None]):
         self.data = data
 
     async def defer(self, work: Coroutine[Any, Any, None]) -> None:
-        self.sockets.spawn(self.sock, work)
+        self.sockets.spawn(self.sock, work, self.gone)
 
     def alive(self) -> bool:
         return self.sock.alive()
@@ -187,10 +188,12 @@ class PingExchange(ladder.Exchange[None]):
 
 async def _pong(core: Core, sock: Sock, stats: TargetStats, t0: float, data: bytes, injected: float) -> None:
     if not sock.alive():  # a ping read as a reset or close fired: nobody is left to answer
+        stats.gone += 1
         return
     try:
         await sock.ws.pong(data)
     except ConnectionResetError:  # the transport went down under the write: the same, found a moment later
+        stats.gone += 1
         return
     stats.ok += 1
     core.ledger.pings_ponged += 1

@@ -29,6 +29,7 @@ from harness.protocol.tokens import (
     TokenWrongAccount,
 )
 
+EXTERNAL_REQUIRED_CLAIMS = ("iss", "iat")  # and exp, which every token needs
 ANON_KID = "00002"  # the anonymous-identity key; LP tokens carry kid 00001 as in the docs' examples
 
 
@@ -105,6 +106,7 @@ class Idp:
         lp_lifetime_s: float = 3600.0,
         account: str | None = None,
         on_identity: Callable[[bool], None] | None = None,
+        token_cache_s: float = 60.0,
     ) -> None:
         self.on_identity = on_identity  # told of each anonymous identity issued (True: an old one extended)
         self.lp_key = lp_key
@@ -112,12 +114,20 @@ class Idp:
         self.anon_lifetime_s = anon_lifetime_s
         self.lp_lifetime_s = lp_lifetime_s
         self.account = account
-        self._anon = TokenVerifier([anon_key.public_key])
-        self._anon_refresh = TokenVerifier([anon_key.public_key], leeway_s=anon_refresh_window_s)
-        self._external = TokenVerifier(list(trusted_keys))
-        self._lp = TokenVerifier([lp_key.public_key])
+        keep = token_cache_s
+        self._anon = TokenVerifier([anon_key.public_key], keep_s=keep)
+        self._anon_refresh = TokenVerifier([anon_key.public_key], leeway_s=anon_refresh_window_s, keep_s=keep)
+        # LivePerson lists iss, iat and exp as a brand token's mandatory claims: aud may be left out.
+        self._external = TokenVerifier(
+            list(trusted_keys), keep_s=keep, audience_optional=True, required=EXTERNAL_REQUIRED_CLAIMS
+        )
+        self._lp = TokenVerifier([lp_key.public_key], keep_s=keep)
         self._anon_signer = Signer(anon_key)
         self._lp_signer = Signer(lp_key)
+
+    def cached_tokens(self) -> int:
+        """Tokens the verifiers hold now (bounded by the flow rate over ``token_cache_s``)."""
+        return sum(v.cached for v in (self._anon, self._anon_refresh, self._external, self._lp))
 
     # ------------------------------------------------------------------ checks
     def check_account(self, account: str) -> None:

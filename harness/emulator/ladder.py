@@ -9,7 +9,7 @@ differs per medium: each is an :class:`Exchange` that implements the kinds that 
 
 Counting: ``slow`` is counted when drawn (it delays the answer from the start); every other
 fault when it is applied, after any injected latency, so a peer gone during the latency sees
-no fault counted (as a hold fault is counted only when it fires).
+no fault counted (as a hold fault is counted only when it fires): it is counted as ``gone``.
 """
 
 from __future__ import annotations
@@ -27,16 +27,24 @@ R = TypeVar("R")
 class Exchange(Generic[R]):
     """One request on one medium, as the ladder drives it; ``R`` is what its handler returns."""
 
-    __slots__ = ("target", "stats", "t0")
+    __slots__ = ("target", "stats", "t0", "waiting")
 
     def __init__(self, target: str, stats: TargetStats, t0: float) -> None:
         self.target = target
         self.stats = stats  # already counted as received
         self.t0 = t0  # when it was read (perf_counter)
+        self.waiting = True  # no injected delay is over yet: if the peer leaves now, nothing is written
+
+    def gone(self) -> None:
+        """The peer left while the answer waited: counted once, as ``gone`` (its only outcome)."""
+        if self.waiting:
+            self.waiting = False
+            self.stats.gone += 1
 
     # the medium: how it waits, and whether the peer is still there
     async def defer(self, work: Coroutine[Any, Any, R | None]) -> R | None:
-        """Run ``work`` (a wait, then the answer); HTTP waits for it, a socket runs it beside its reads."""
+        """Run ``work`` (a wait, then the answer); HTTP waits for it, a socket runs it beside its reads
+        (and calls :meth:`gone` if that task is cancelled, even before it started)."""
         return await work
 
     def alive(self) -> bool:
@@ -85,10 +93,28 @@ async def run(exchange: Exchange[R], plan: FaultPlan) -> R | None:
 
 
 async def _later(exchange: Exchange[R], delay: float, fault: FaultSpec | None) -> R | None:
-    await asyncio.sleep(delay)
-    if not exchange.alive():
+    if not await wait_for_answer(exchange, delay):
         return None
     return await _apply(exchange, fault, delay)
+
+
+async def wait_for_answer(exchange: Exchange[Any], delay: float) -> bool:
+    """Wait out an injected delay; False, counted as ``gone``, when the peer is not there any more.
+
+    aiohttp cancels an HTTP handler (and a socket's tasks are cancelled) when the peer leaves; a
+    socket may also have ended without its task being cancelled yet. Either way nothing is written,
+    and the ledger says so, so that every request ends in exactly one of its counters.
+    """
+    try:
+        await asyncio.sleep(delay)
+    except asyncio.CancelledError:
+        exchange.gone()
+        raise
+    if not exchange.alive():
+        exchange.gone()
+        return False
+    exchange.waiting = False  # answered (and counted) from here on, whatever happens to the write
+    return True
 
 
 async def _apply(exchange: Exchange[R], fault: FaultSpec | None, injected: float) -> R | None:

@@ -192,6 +192,14 @@ class EmulatorProcess:
     def set_faults(self, cfg: dict[str, Any]) -> dict[str, Any]:
         return self.admin("PUT", "/admin/faults", cfg)
 
+    def get_agents(self) -> dict[str, Any]:
+        """The agent configuration in force, under the --agent* option names."""
+        return self.admin("GET", "/admin/agents")
+
+    def set_agents(self, cfg: dict[str, Any]) -> dict[str, Any]:
+        """Replace the agent configuration (``{"agents": 10, "agent-reply-delay": "200"}``; ``{}``: none)."""
+        return self.admin("PUT", "/admin/agents", cfg)
+
     def health(self) -> dict[str, Any]:
         return self.admin("GET", "/admin/health")
 

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any
+from typing import Any, Protocol
 
 from harness.reports.percentiles import LABELLED
 
 PERCENTILES = LABELLED  # (("p50", 0.5), ..., ("p99_9", 0.999)): the project's one list
+# fault kinds whose request gets no answer or a broken one: the fault is that request's outcome
+# (``status`` and ``code`` are answers, counted in ``errors`` too; ``slow`` answers, late)
+UNANSWERED_FAULTS = frozenset({"hang", "reset", "close", "malformed", "truncated", "no_pong"})
 
 
 def bucket_ms(ms: float) -> float:
@@ -54,6 +57,10 @@ class Histogram:
     def histogram_json(self) -> dict[str, int]:
         return {_bucket_key(b): n for b, n in sorted(self.buckets.items())}
 
+    def timing_json(self) -> dict[str, Any]:
+        """A timing block: the summary, its buckets and raw total, summable across workers (:func:`merge_sections`)."""
+        return {**self.summary(), "histogram_ms": self.histogram_json(), "total_ms": self.total_ms}
+
 
 def summarise(buckets: dict[float, int], count: int, total_ms: float, max_ms: float) -> dict[str, float]:
     """count, mean, each of :data:`PERCENTILES` and max from bucket counts (percentiles are bucket values)."""
@@ -80,11 +87,14 @@ def _percentile(ordered: list[tuple[float, int]], count: int, q: float) -> float
 class TargetStats:
     """Counters of one ledger key (an endpoint, "connect", "ping", "hold" or a frame type)."""
 
-    __slots__ = ("received", "ok", "errors", "faults", "latency", "injected")
+    __slots__ = ("received", "ok", "errors", "faults", "gone", "latency", "injected")
 
     def __init__(self) -> None:
         self.received = 0
         self.ok = 0
+        # nothing written because the connection or socket had ended when the answer was due (the
+        # peer left during injected latency or a slow fault): the outcome no other counter has
+        self.gone = 0
         self.errors: dict[str, int] = {}
         self.faults: dict[str, int] = {}
         self.latency = Histogram()
@@ -115,6 +125,7 @@ class TargetStats:
             "ok": self.ok,
             "errors": dict(self.errors),
             "faults": dict(self.faults),
+            "gone": self.gone,
             "latency_ms": self.latency.summary(),
             "injected_delay_ms": self.injected.summary(),
             "histogram_ms": self.latency.histogram_json(),
@@ -127,11 +138,24 @@ class TargetStats:
         }
 
 
+class Section(Protocol):
+    """A part of the ledger kept elsewhere (the conversation traffic, the agents): reset with it, shown in it."""
+
+    def reset(self) -> None: ...
+
+    def snapshot(self) -> dict[str, Any]: ...
+
+
 class Ledger:
     """All counters of one emulator process."""
 
     def __init__(self) -> None:
+        self.sections: dict[str, Section] = {}
         self.reset()
+
+    def add_section(self, name: str, section: Section) -> None:
+        """Show ``section`` under ``name`` in every snapshot; reset it with the rest."""
+        self.sections[name] = section
 
     def reset(self) -> None:
         """Zero every counter; sockets and conversations still open stay counted as open."""
@@ -158,6 +182,9 @@ class Ledger:
         self.pings_received = 0
         self.pings_ponged = 0
         self.pings_withheld = 0
+        self.rate_limited = 0  # requests answered 429 by the per-account limit (--rate-limit)
+        for section in self.sections.values():
+            section.reset()
 
     def target(self, key: str) -> TargetStats:
         stats = self.targets.get(key)
@@ -221,8 +248,20 @@ class Ledger:
                 "ponged": self.pings_ponged,
                 "withheld": self.pings_withheld,
             },
+            "rate_limited": self.rate_limited,
+            **{name: section.snapshot() for name, section in self.sections.items()},
             "since": self.since,
         }
+
+
+def unaccounted(entry: dict[str, Any]) -> int:
+    """Requests of one ledger entry (its JSON) that no outcome counts: 0 once nothing is in flight.
+
+    Every request ends as exactly one of ``ok``, an ``errors`` code, an unanswered or broken fault,
+    or ``gone`` (docs/emulator.md, "Ledger"); a hold ends as ``ok`` or the fault that fired.
+    """
+    broken = sum(n for kind, n in entry["faults"].items() if kind in UNANSWERED_FAULTS)
+    return entry["received"] - entry["ok"] - sum(entry["errors"].values()) - broken - entry.get("gone", 0)
 
 
 # ---------------------------------------------------------------------- merging
@@ -232,7 +271,7 @@ def _add_counts(into: dict[str, int], other: dict[str, int]) -> None:
 
 
 def _merge_target(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
-    out = {"received": a["received"] + b["received"], "ok": a["ok"] + b["ok"]}
+    out = {"received": a["received"] + b["received"], "ok": a["ok"] + b["ok"], "gone": a["gone"] + b["gone"]}
     for key in ("errors", "faults", "histogram_ms", "injected_histogram_ms"):
         merged = dict(a[key])
         _add_counts(merged, b[key])
@@ -247,6 +286,36 @@ def _merge_target(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
         count = a[summary]["count"] + b[summary]["count"]
         out[summary] = summarise(buckets, count, sums[total], max(a[summary]["max"], b[summary]["max"]))
     return out
+
+
+def _merge_timing(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    buckets = {float(k): n for k, n in a["histogram_ms"].items()}
+    for k, n in b["histogram_ms"].items():
+        buckets[float(k)] = buckets.get(float(k), 0) + n
+    total = a["total_ms"] + b["total_ms"]
+    out = summarise(buckets, a["count"] + b["count"], total, max(a["max"], b["max"]))
+    out["histogram_ms"] = {_bucket_key(k): n for k, n in sorted(buckets.items())}
+    out["total_ms"] = total
+    return out
+
+
+def merge_sections(a: Any, b: Any) -> Any:
+    """Two workers' values of one section summed: numbers added, objects key by key, timing blocks
+    (:meth:`Histogram.timing_json`) by their buckets; anything else is ``a``'s."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        if "histogram_ms" in a and "total_ms" in a and "histogram_ms" in b:
+            return _merge_timing(a, b)
+        out = dict(a)
+        for key, value in b.items():
+            out[key] = merge_sections(a[key], value) if key in a else value
+        return out
+    numbers = (int, float)
+    if isinstance(a, numbers) and isinstance(b, numbers) and not isinstance(a, bool) and not isinstance(b, bool):
+        return a + b
+    return a
+
+
+_OWN_KEYS = frozenset({"endpoints", "sockets", "conversations", "pings", "identities", "since"})
 
 
 def merge_snapshots(snapshots: list[dict[str, Any]]) -> dict[str, Any]:
@@ -272,6 +341,11 @@ def merge_snapshots(snapshots: list[dict[str, Any]]) -> dict[str, Any]:
             "conversations": {k: v + snap["conversations"].get(k, 0) for k, v in total["conversations"].items()},
             "pings": {k: v + snap["pings"].get(k, 0) for k, v in total["pings"].items()},
             "identities": {k: v + snap["identities"].get(k, 0) for k, v in total["identities"].items()},
+            # the sections (and counters) added since: summed whatever their shape
+            **{
+                key: merge_sections(total[key], snap[key]) if key in total and key in snap else total.get(key, snap.get(key))
+                for key in sorted({*total, *snap} - _OWN_KEYS)
+            },
             "since": min(total["since"], snap["since"]),
         }
     return total

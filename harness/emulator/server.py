@@ -47,7 +47,7 @@ class Emulator(Core):
         self.admin = Admin(self)
         self.fd_monitor = FdMonitor(self.ledger)
         self.table: list[tuple[Route, Handler]] = [
-            *((route, self.endpoints.handler(route)) for route in (*paths.IDP_ROUTES, *paths.CSDS_ROUTES)),
+            *((route, self.endpoints.handler(route)) for route in (*paths.IDP_ROUTES, *paths.CSDS_ROUTES, *paths.JSONP_ROUTES)),
             (paths.CONSUMER_SOCKET, self.consumer.consumer_socket),
             *self.admin.routes(),
         ]

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,7 +22,8 @@ from harness.emulator.core import Core
 from harness.emulator.fastsocket import FastSocket
 from harness.emulator.idp import Identity
 from harness.emulator.ledger import TargetStats
-from harness.emulator.state import Reply, Session
+from harness.emulator.session import Session
+from harness.emulator.state import Notes, Reply
 from harness.emulator.wire import reset_transport
 from harness.protocol.closing import CloseCode, close_reason, truncate_utf8
 from harness.protocol.keepalive import expires_in, idle_deadline, is_idle
@@ -57,6 +58,8 @@ class Sockets:
     def __init__(self, core: Core) -> None:
         self.core = core
         self.open: set[Sock] = set()
+        self.by_session: dict[Session, Sock] = {}  # whose socket a notification for a session goes to
+        core.registry.deliver = self.deliver
 
     # ------------------------------------------------------------------ life
     def opened(
@@ -66,6 +69,7 @@ class Sockets:
         loop = asyncio.get_running_loop()
         sock = Sock(ws, Session(self.core.registry, account), transport, loop.time())
         self.open.add(sock)
+        self.by_session[sock.session] = sock
         return sock
 
     def arm(self, sock: Sock, identity: Identity | None) -> None:
@@ -93,6 +97,7 @@ class Sockets:
         for task in sock.tasks:
             task.cancel()
         self.open.discard(sock)
+        self.by_session.pop(sock.session, None)
         sock.session.close()
         ledger = self.core.ledger
         ledger.socket_closed()
@@ -102,14 +107,17 @@ class Sockets:
             ledger.closed_by_client += 1
             ledger.client_dropped += 1
         hold = ledger.targets.get("hold")
-        if hold is not None and not sock.hold_fired and sock.closed_by != "reset":
+        if hold is not None and not sock.hold_fired:  # ended without its hold fault (a frame's reset too)
             hold.ok += 1
 
-    def spawn(self, sock: Sock, coro: Coroutine[Any, Any, Any]) -> None:
-        """Run ``coro`` beside the socket's reads; cancelled when the socket ends."""
+    def spawn(self, sock: Sock, coro: Coroutine[Any, Any, Any], on_cancel: Callable[[], None] | None = None) -> None:
+        """Run ``coro`` beside the socket's reads; cancelled when the socket ends (then ``on_cancel``:
+        a task cancelled before its first step never runs a line of ``coro``, so it cannot say so)."""
         task = asyncio.ensure_future(coro)
         sock.tasks.add(task)
         task.add_done_callback(sock.tasks.discard)
+        if on_cancel is not None:
+            task.add_done_callback(lambda done: on_cancel() if done.cancelled() else None)
 
     # ------------------------------------------------------------------ endings
     async def server_close(self, sock: Sock, code: int, *, idle: bool = False) -> None:
@@ -150,15 +158,20 @@ class Sockets:
         stats.answered(reply.code)
         stats.timing(time.perf_counter() - t0, injected)
         for other, note in reply.notifications:
-            other_sock = self._sock_of(other) if other is not sock.session else sock
+            other_sock = self.by_session.get(other) if other is not sock.session else sock  # type: ignore[call-overload]
             if other_sock is not None and not other_sock.ws.closed:
                 await other_sock.ws.send_str(note)
 
-    def _sock_of(self, session: Session) -> Sock | None:
-        for sock in self.open:
-            if sock.session is session:
-                return sock
-        return None
+    def deliver(self, notes: Notes) -> None:
+        """Notifications made outside a request (an agent's reply, a queued conversation's agent): each
+        socket's frames sent in order, from a task of that socket."""
+        frames: dict[Sock, list[str]] = {}
+        for session, note in notes:
+            sock = self.by_session.get(session)  # type: ignore[call-overload]
+            if sock is not None and sock.alive():
+                frames.setdefault(sock, []).append(note)
+        for sock, texts in frames.items():
+            self.spawn(sock, _send_all(sock, texts))
 
     # ------------------------------------------------------------------ timers
     def _idle_check(self, sock: Sock) -> None:
@@ -208,3 +221,10 @@ class Sockets:
             fire()
         else:
             sock.handles.append(loop.call_later(after, fire))
+
+
+async def _send_all(sock: Sock, texts: list[str]) -> None:
+    for text in texts:
+        if sock.ws.closed:
+            return
+        await sock.ws.send_str(text)

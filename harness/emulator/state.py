@@ -1,31 +1,52 @@
-"""Consumers, conversations and what each request on a consumer socket does.
+"""Consumers, conversations, and the notifications a change to either sends.
 
-No aiohttp here: a :class:`Session` (one socket) takes a parsed request and returns a
-:class:`Reply` (the response frame and any notifications, possibly for other sockets of the
-same consumer). The WebSocket layer only moves the text. Choices made where the docs are
-silent are listed in docs/emulator.md ("Messaging socket").
+No aiohttp here: the :class:`Registry` keeps the consumers of one process and turns a change
+(a conversation opened or closed, an agent joining, an event published) into the notification
+frames each socket of the consumer gets; the request handlers (:mod:`.session`) and the agent
+side (:mod:`.agents`) both go through it, so a frame has one shape whoever caused it. Choices
+made where the docs are silent are listed in docs/emulator.md ("Messaging socket").
 """
 
 from __future__ import annotations
 
 import time
-import uuid
 from collections import deque
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from harness.emulator.ledger import Ledger
-from harness.protocol import messages
+from harness.emulator.talkstats import MessageStats
+from harness.protocol import events, messages
 from harness.protocol.envelope import ProtocolError, Request, encode_notification, encode_response, parse_request
-from harness.protocol.messages import Code, MessageType
+from harness.protocol.events import NO_SKILL
+from harness.protocol.messages import MessageType
 
 MAX_STRING_BODY = 128  # infra/stringRespBody.json
 MAX_EVENTS_KEPT = 100  # per conversation, for SubscribeMessagingEvents replays
+MAX_CLOSED_KEPT = 20  # closed conversations kept per consumer while it has a socket or an open one
 STRING_RESP = MessageType.STRING_RESPONSE
 KNOWN_TYPES = MessageType.CONSUMER_REQUESTS
 MALFORMED = "malformed"
 UNKNOWN = "unknown"
 NO_REQ_ID = "0"  # the reqId of an error answer to a frame with no usable id (infra/resp.json's default)
+# Seconds an agent has to answer, per ttrDefName (choice: the docs give none but the tutorial's
+# PRIORITIZED 600); CUSTOM starts as NORMAL until a TTRField update gives its value.
+TTR_SECONDS = {"NORMAL": 3600, "PRIORITIZED": 600, "URGENT": 300, "CUSTOM": 3600}
+DEFAULT_TTR = "NORMAL"
+NO_TTR = -1  # effectiveTTR when nothing is awaited from the brand
+
+
+
+class Subscriber(Protocol):
+    """One socket's session as the registry sees it: whose it is and what it subscribed to (session.py)."""
+
+    consumer: Consumer | None
+    ex_subscriptions: dict[str, set[str]]  # subscriptionId -> the conversation states it wants
+    event_subscriptions: set[str]  # dialogIds whose messaging events it follows
+
+
+Notes = list[tuple[Subscriber, str]]  # notification frames and the socket session each goes to
 
 
 def now_ms() -> int:
@@ -42,6 +63,19 @@ class Conversation:
     sequence: int = -1
     events: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=MAX_EVENTS_KEPT))
     last_update: int = 0
+    brand_id: str = ""
+    skill_id: str = NO_SKILL
+    ttr_type: str = DEFAULT_TTR
+    ttr_value: int = TTR_SECONDS[DEFAULT_TTR]
+    agent_id: str | None = None  # the ASSIGNED_AGENT, once one joined (kept after the close)
+    awaiting_since: int | None = None  # ms: the consumer input the brand has not answered yet
+
+    @property
+    def effective_ttr(self) -> int:
+        """When the brand must answer by (epoch ms), or -1 when nothing is awaited."""
+        if self.state != messages.STATE_OPEN or self.awaiting_since is None:
+            return NO_TTR
+        return self.awaiting_since + self.ttr_value * 1000
 
 
 @dataclass(slots=True)
@@ -50,9 +84,10 @@ class Consumer:
 
     id: str
     anonymous: bool
-    sessions: set[Session] = field(default_factory=set)
+    sessions: set[Subscriber] = field(default_factory=set)
     open_conversation: Conversation | None = None
     conversations: dict[str, Conversation] = field(default_factory=dict)
+    profile: dict[str, Any] | None = None  # userprofile.SetUserProfile's body, kept while the consumer is
 
 
 @dataclass(slots=True)
@@ -61,25 +96,44 @@ class Reply:
 
     code: int
     frame: str | None
-    notifications: list[tuple[Session, str]] = field(default_factory=list)
+    notifications: Notes = field(default_factory=list)
+
+
+class AgentSide(Protocol):
+    """What the brand's side does when a conversation opens, gets a consumer's event, or closes."""
+
+    def opened(self, conv: Conversation) -> Notes: ...
+
+    def published(self, conv: Conversation, change: Mapping[str, Any]) -> Notes: ...
+
+    def closed(self, conv: Conversation) -> Notes: ...
+
+
+def _no_delivery(notes: Notes) -> None:
+    return None
 
 
 class Registry:
     """Consumers with an open socket or an open conversation (others are forgotten: bounded memory)."""
 
-    def __init__(self, ledger: Ledger, max_closed_kept: int = 20) -> None:
+    def __init__(self, ledger: Ledger, max_closed_kept: int = MAX_CLOSED_KEPT) -> None:
         self.ledger = ledger
         self.consumers: dict[str, Consumer] = {}
         self.max_closed_kept = max_closed_kept
+        self.messages = MessageStats()
+        ledger.add_section("messages", self.messages)
+        self.agents: AgentSide | None = None  # set by the agent desk
+        # how notifications made outside a request (an agent's reply) reach their sockets: the socket layer's
+        self.deliver: Callable[[Notes], None] = _no_delivery
 
-    def attach(self, session: Session, consumer_id: str, anonymous: bool) -> Consumer:
+    def attach(self, session: Subscriber, consumer_id: str, anonymous: bool) -> Consumer:
         consumer = self.consumers.get(consumer_id)
         if consumer is None:
             consumer = self.consumers[consumer_id] = Consumer(consumer_id, anonymous)
         consumer.sessions.add(session)
         return consumer
 
-    def detach(self, session: Session) -> None:
+    def detach(self, session: Subscriber) -> None:
         consumer = session.consumer
         if consumer is None:
             return
@@ -87,12 +141,126 @@ class Registry:
         if not consumer.sessions and consumer.open_conversation is None:
             self.consumers.pop(consumer.id, None)
 
-    def reset(self) -> None:
-        """Forget every conversation (admin reset keeps sockets but not their state)."""
-        for consumer in self.consumers.values():
+    def held(self) -> dict[str, int]:
+        """What this registry keeps in memory: consumers, and their conversations (open and closed)."""
+        return {
+            "consumers": len(self.consumers),
+            "conversations": sum(len(c.conversations) for c in self.consumers.values()),
+        }
+
+    # ------------------------------------------------------------------ conversations
+    def open(self, consumer: Consumer, conv: Conversation) -> Notes:
+        """``conv`` is the consumer's new OPEN conversation: its subscribers are told, an agent routed."""
+        consumer.open_conversation = conv
+        consumer.conversations[conv.id] = conv
+        self._trim_closed(consumer)
+        self.ledger.conversations_opened += 1
+        self.ledger.conversations_open += 1
+        notes = self.changed(conv, None)
+        if self.agents is not None:
+            notes += self.agents.opened(conv)
+        return notes
+
+    def close(self, conv: Conversation) -> Notes:
+        """Close an OPEN conversation: subscribers are told (UPSERT or DELETE), its agent is freed."""
+        conv.state = messages.STATE_CLOSE
+        conv.end_ts = conv.last_update = now_ms()
+        conv.awaiting_since = None
+        consumer = self.consumers.get(conv.consumer_id)
+        if consumer is not None and consumer.open_conversation is conv:
             consumer.open_conversation = None
-            consumer.conversations.clear()
-        self.consumers = {cid: c for cid, c in self.consumers.items() if c.sessions}
+        self.ledger.conversations_closed += 1
+        self.ledger.conversations_open -= 1
+        notes = self.changed(conv, messages.STATE_OPEN)
+        if self.agents is not None:
+            notes += self.agents.closed(conv)
+        return notes
+
+    def changed(self, conv: Conversation, was: str | None) -> Notes:
+        """ExConversationChangeNotifications for a conversation whose state was ``was``: an UPSERT to each
+        subscription whose filter has its state now, a DELETE to those that had it only before."""
+        consumer = self.consumers.get(conv.consumer_id)
+        if consumer is None:
+            return []
+        out: Notes = []
+        made: dict[str, dict[str, Any]] = {}
+        for session in consumer.sessions:
+            for sub_id, states in session.ex_subscriptions.items():
+                if conv.state in states:
+                    kind = events.Change.UPSERT
+                elif was is not None and was in states:
+                    kind = events.Change.DELETE
+                else:
+                    continue
+                change = made.get(kind) or made.setdefault(kind, conversation_change(conv, kind))
+                body = events.ex_change_body(sub_id, [change])
+                out.append((session, encode_notification(MessageType.EX_CONVERSATION_CHANGE_NOTIFICATION, body)))
+        return out
+
+    # ------------------------------------------------------------------ messaging events
+    def emit(
+        self, conv: Conversation, originator_id: str, role: str, published: Sequence[Mapping[str, Any]]
+    ) -> tuple[list[dict[str, Any]], Notes]:
+        """Publish events into ``conv`` as ``originator_id`` (``role``): one notification to every socket
+        of the consumer that follows its events. Content and receipts take the next sequence numbers and
+        are kept for replays; chat states take none and are not kept. Returns (the changes, notes)."""
+        ts = now_ms()
+        changes = []
+        for event in published:
+            sequence = None
+            if events.numbered(event):
+                conv.sequence += 1
+                sequence = conv.sequence
+            change = events.messaging_change(
+                sequence=sequence,
+                originator_id=originator_id,
+                role=role,
+                event=event,
+                dialog_id=conv.id,
+                server_timestamp=ts,
+                conversation_id=conv.id,
+            )
+            if sequence is not None:
+                conv.events.append(change)
+            changes.append(change)
+            self.messages.published(role, event)
+        consumer = self.consumers.get(conv.consumer_id)
+        if consumer is None:
+            return changes, []
+        frame = encode_notification(MessageType.MESSAGING_EVENT_NOTIFICATION, events.messaging_notification_body(changes))
+        return changes, [(s, frame) for s in consumer.sessions if conv.id in s.event_subscriptions]
+
+    def _trim_closed(self, consumer: Consumer) -> None:
+        if len(consumer.conversations) > self.max_closed_kept:
+            for cid in [c.id for c in consumer.conversations.values() if c.state != messages.STATE_OPEN][
+                : len(consumer.conversations) - self.max_closed_kept
+            ]:
+                del consumer.conversations[cid]
+
+
+def conversation_change(conv: Conversation, kind: str = events.Change.UPSERT) -> dict[str, Any]:
+    """One change of an ExConversationChangeNotification for ``conv``, with the details clients read."""
+    agents = [conv.agent_id] if conv.agent_id is not None else []
+    extra: dict[str, Any] = {
+        "brandId": conv.brand_id,
+        "stage": conv.state,  # one dialog: the container's stage is its MAIN dialog's state
+        "skillId": conv.skill_id,
+        "dialogs": [
+            events.main_dialog(conv.id, conv.state, conv.start_ts, conv.consumer_id, agents, conv.end_ts)
+        ],
+    }
+    details = events.conversation_details(
+        consumer_id=conv.consumer_id,
+        state=conv.state,
+        start_ts=conv.start_ts,
+        last_update=conv.last_update,
+        end_ts=conv.end_ts,
+        agent_ids=agents,
+        ttr_type=conv.ttr_type,
+        ttr_value=conv.ttr_value,
+        extra=extra,
+    )
+    return events.conversation_change(kind, conv.id, conv.last_update, details, conv.effective_ttr)
 
 
 def classify(text: str | bytes) -> tuple[str, Request | None, str]:
@@ -112,218 +280,3 @@ def string_response(req_id: str, code: int, text: str) -> str:
 
 def error_reply(req_id: str, code: int, text: str) -> Reply:
     return Reply(code, string_response(req_id, code, text))
-
-
-class Session:
-    """One consumer socket: its identity, subscriptions, and the request handlers."""
-
-    __slots__ = ("registry", "consumer", "account", "ex_subscriptions", "event_subscriptions", "__weakref__")
-
-    def __init__(self, registry: Registry, account: str) -> None:
-        self.registry = registry
-        self.account = account
-        self.consumer: Consumer | None = None
-        self.ex_subscriptions: dict[str, set[str]] = {}  # subscriptionId -> states
-        self.event_subscriptions: set[str] = set()  # dialogIds
-
-    def authenticate(self, consumer_id: str, anonymous: bool) -> None:
-        self.consumer = self.registry.attach(self, consumer_id, anonymous)
-
-    def close(self) -> None:
-        self.registry.detach(self)
-
-    # ------------------------------------------------------------------ dispatch
-    def handle(self, req: Request) -> Reply:
-        if self.consumer is None:
-            return error_reply(req.id, Code.UNAUTHORIZED, "not authenticated: send InitConnection first")
-        handler = _HANDLERS.get(req.type)
-        if handler is None:
-            return error_reply(req.id, Code.BAD_REQUEST, f"unknown request type {req.type[:80]}")
-        return handler(self, req)
-
-    # ------------------------------------------------------------------ handlers
-    def request_conversation(self, req: Request) -> Reply:
-        consumer = self.consumer
-        assert consumer is not None
-        if req.body is not None and not isinstance(req.body, dict):
-            return error_reply(req.id, Code.BAD_REQUEST, "body must be an object")
-        current = consumer.open_conversation
-        if current is not None:
-            return error_reply(req.id, Code.BAD_REQUEST, f"consumer already has an open conversation {current.id}")
-        ts = now_ms()
-        conv = Conversation(str(uuid.uuid4()), consumer.id, ts, last_update=ts)
-        consumer.open_conversation = conv
-        consumer.conversations[conv.id] = conv
-        self._trim_closed(consumer)
-        ledger = self.registry.ledger
-        ledger.conversations_opened += 1
-        ledger.conversations_open += 1
-        frame = encode_response(req.id, MessageType.REQUEST_CONVERSATION_RESPONSE, Code.OK, {"conversationId": conv.id})
-        return Reply(Code.OK, frame, self._conversation_change(conv))
-
-    def update_conversation_field(self, req: Request) -> Reply:
-        consumer = self.consumer
-        assert consumer is not None
-        body = req.body
-        conv_id = body.get("conversationId") if isinstance(body, dict) else None
-        if not isinstance(conv_id, str) or not isinstance(body.get("conversationField"), (list, dict)):
-            return error_reply(req.id, Code.BAD_REQUEST, "body needs conversationId and conversationField")
-        conv = consumer.conversations.get(conv_id)
-        if conv is None:
-            return error_reply(req.id, Code.NOT_FOUND, f"unknown conversation {conv_id[:64]}")
-        if messages.closed_conversation_id(body) is None:
-            # CSAT, TTR and other field updates: accepted, nothing to emulate.
-            return Reply(Code.OK, string_response(req.id, Code.OK, "OK"))
-        if conv.state != messages.STATE_OPEN:
-            return error_reply(req.id, Code.BAD_REQUEST, f"conversation {conv_id[:64]} is already closed")
-        conv.state = messages.STATE_CLOSE
-        conv.end_ts = conv.last_update = now_ms()
-        if consumer.open_conversation is conv:
-            consumer.open_conversation = None
-        ledger = self.registry.ledger
-        ledger.conversations_closed += 1
-        ledger.conversations_open -= 1
-        return Reply(Code.OK, string_response(req.id, Code.OK, "OK"), self._conversation_change(conv))
-
-    def get_clock(self, req: Request) -> Reply:
-        body = {"currentTime": now_ms()}
-        return Reply(Code.OK, encode_response(req.id, MessageType.GET_CLOCK_RESPONSE, Code.OK, body))
-
-    def keep_alive(self, req: Request) -> Reply:
-        return Reply(Code.OK, string_response(req.id, Code.OK, "OK"))
-
-    def init_connection(self, req: Request) -> Reply:
-        # Reached only when the socket is already authenticated (the server handles the header-less case).
-        return Reply(Code.OK, string_response(req.id, Code.OK, "OK"))
-
-    def publish_event(self, req: Request) -> Reply:
-        consumer = self.consumer
-        assert consumer is not None
-        body = req.body
-        if not isinstance(body, dict) or not isinstance(body.get("event"), dict):
-            return error_reply(req.id, Code.BAD_REQUEST, "body needs dialogId and event")
-        dialog_id = body.get("dialogId") or body.get("conversationId")
-        event = body["event"]
-        if not isinstance(dialog_id, str) or not isinstance(event.get("type"), str):
-            return error_reply(req.id, Code.BAD_REQUEST, "body needs dialogId and event.type")
-        conv = consumer.conversations.get(dialog_id)
-        if conv is None:
-            return error_reply(req.id, Code.NOT_FOUND, f"unknown dialog {dialog_id[:64]}")
-        if conv.state != messages.STATE_OPEN:
-            return error_reply(req.id, Code.BAD_REQUEST, f"conversation {dialog_id[:64]} is closed")
-        conv.sequence += 1
-        change = {
-            "sequence": conv.sequence,
-            "originatorId": consumer.id,
-            "serverTimestamp": now_ms(),
-            "event": event,
-            "dialogId": dialog_id,
-        }
-        conv.events.append(change)
-        frame = encode_response(req.id, MessageType.PUBLISH_EVENT_RESPONSE, Code.OK, {"sequence": conv.sequence})
-        notification = encode_notification(MessageType.MESSAGING_EVENT_NOTIFICATION, {"changes": [change]})
-        targets = [(s, notification) for s in consumer.sessions if dialog_id in s.event_subscriptions]
-        return Reply(Code.OK, frame, targets)
-
-    def subscribe_messaging_events(self, req: Request) -> Reply:
-        consumer = self.consumer
-        assert consumer is not None
-        body = req.body
-        dialog_id = body.get("dialogId") if isinstance(body, dict) else None
-        if not isinstance(dialog_id, str):
-            return error_reply(req.id, Code.BAD_REQUEST, "body needs dialogId")
-        conv = consumer.conversations.get(dialog_id)
-        if conv is None:
-            return error_reply(req.id, Code.NOT_FOUND, f"unknown dialog {dialog_id[:64]}")
-        from_seq = body.get("fromSeq", 0)
-        if isinstance(from_seq, bool) or not isinstance(from_seq, int):
-            from_seq = 0
-        self.event_subscriptions.add(dialog_id)
-        frame = encode_response(req.id, MessageType.GENERIC_SUBSCRIBE_RESPONSE, Code.OK, {})
-        existing = [e for e in conv.events if e["sequence"] >= from_seq]
-        notes = []
-        if existing:
-            notes.append((self, encode_notification(MessageType.MESSAGING_EVENT_NOTIFICATION, {"changes": existing})))
-        return Reply(Code.OK, frame, notes)
-
-    def subscribe_ex_conversations(self, req: Request) -> Reply:
-        consumer = self.consumer
-        assert consumer is not None
-        body = req.body if isinstance(req.body, dict) else {}
-        states = body.get("convState") or [messages.STATE_OPEN, messages.STATE_CLOSE]
-        if isinstance(states, str):
-            states = [states]
-        if not isinstance(states, list):
-            return error_reply(req.id, Code.BAD_REQUEST, "convState must be a list")
-        sub_id = str(uuid.uuid4())
-        wanted = {s for s in states if isinstance(s, str)}
-        self.ex_subscriptions[sub_id] = wanted
-        frame = encode_response(
-            req.id, MessageType.SUBSCRIBE_EX_CONVERSATIONS_RESPONSE, Code.OK, {"subscriptionId": sub_id}
-        )
-        existing = [_upsert(c) for c in consumer.conversations.values() if c.state in wanted]
-        notes = []
-        if existing:
-            body_out = {"subscriptionId": sub_id, "changes": existing}
-            notes.append((self, encode_notification(MessageType.EX_CONVERSATION_CHANGE_NOTIFICATION, body_out)))
-        return Reply(Code.OK, frame, notes)
-
-    def unsubscribe_ex_conversations(self, req: Request) -> Reply:
-        body = req.body
-        sub_id = body.get("subscriptionId") if isinstance(body, dict) else None
-        if not isinstance(sub_id, str) or sub_id not in self.ex_subscriptions:
-            return error_reply(req.id, Code.NOT_FOUND, "unknown subscriptionId")
-        del self.ex_subscriptions[sub_id]
-        return Reply(Code.OK, string_response(req.id, Code.OK, "OK"))
-
-    # ------------------------------------------------------------------ helpers
-    def _conversation_change(self, conv: Conversation) -> list[tuple[Session, str]]:
-        consumer = self.consumer
-        assert consumer is not None
-        out: list[tuple[Session, str]] = []
-        change = None
-        for session in consumer.sessions:
-            for sub_id, states in session.ex_subscriptions.items():
-                if conv.state in states:
-                    change = change or _upsert(conv)
-                    body = {"subscriptionId": sub_id, "changes": [change]}
-                    out.append((session, encode_notification(MessageType.EX_CONVERSATION_CHANGE_NOTIFICATION, body)))
-        return out
-
-    def _trim_closed(self, consumer: Consumer) -> None:
-        if len(consumer.conversations) > self.registry.max_closed_kept:
-            for cid in [c.id for c in consumer.conversations.values() if c.state != messages.STATE_OPEN][
-                : len(consumer.conversations) - self.registry.max_closed_kept
-            ]:
-                del consumer.conversations[cid]
-
-
-def _upsert(conv: Conversation) -> dict[str, Any]:
-    details: dict[str, Any] = {
-        # The schema's form and the tutorial's form, both (clients ignore what they do not read).
-        "participants": [{"id": conv.consumer_id, "role": "CONSUMER"}],
-        "participantsPId": {"CONSUMER": [conv.consumer_id]},
-        "state": conv.state,
-        "startTs": conv.start_ts,
-        "metaDataLastUpdateTs": conv.last_update,
-        "ttr": {"ttrType": "NORMAL", "value": 3600},
-    }
-    if conv.end_ts is not None:
-        details["endTs"] = conv.end_ts
-    return {
-        "type": "UPSERT",
-        "result": {"convId": conv.id, "lastUpdateTime": conv.last_update, "conversationDetails": details},
-    }
-
-
-_HANDLERS = {
-    MessageType.REQUEST_CONVERSATION: Session.request_conversation,
-    MessageType.UPDATE_CONVERSATION_FIELD: Session.update_conversation_field,
-    MessageType.GET_CLOCK: Session.get_clock,
-    MessageType.KEEP_ALIVE: Session.keep_alive,
-    MessageType.INIT_CONNECTION: Session.init_connection,
-    MessageType.PUBLISH_EVENT: Session.publish_event,
-    MessageType.SUBSCRIBE_MESSAGING_EVENTS: Session.subscribe_messaging_events,
-    MessageType.SUBSCRIBE_EX_CONVERSATIONS: Session.subscribe_ex_conversations,
-    MessageType.UNSUBSCRIBE_EX_CONVERSATIONS: Session.unsubscribe_ex_conversations,
-}

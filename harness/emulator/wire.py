@@ -51,3 +51,8 @@ def retry_after(fault: FaultSpec) -> dict[str, str] | None:
     if seconds is None and fault.get("status") == 429:
         seconds = 1
     return None if seconds is None else {"Retry-After": str(max(0, round(seconds)))}
+
+
+def throttled_response(wait: int) -> web.Response:
+    """The per-account rate limit's refusal (``--rate-limit``): 429, and when to try again."""
+    return error_response(429, "too_many_requests", f"too many requests: retry after {wait} s", {"Retry-After": str(wait)})

@@ -57,9 +57,11 @@ class ConsumerConnection(Generic[W]):
     def __init__(self) -> None:
         self.requests: Correlator[W] = Correlator()
 
-    def request(self, type_: str, body: Any, waiter: W, now: float = 0.0) -> tuple[PendingRequest[W], str]:
+    def request(
+        self, type_: str, body: Any, waiter: W, now: float = 0.0, headers: Any = None
+    ) -> tuple[PendingRequest[W], str]:
         """Register a request; returns its pending entry and the text frame to send."""
-        return self.requests.start(type_, body, waiter, now)
+        return self.requests.start(type_, body, waiter, now, headers)
 
     def receive_text(self, data: str | bytes | bytearray) -> Event:
         """The event one incoming text frame amounts to (pending requests are updated)."""

@@ -43,12 +43,14 @@ class Correlator(Generic[W]):
     ids: RequestIds = field(default_factory=RequestIds)
     pending: dict[str, PendingRequest[W]] = field(default_factory=dict)
 
-    def start(self, type_: str, body: object, waiter: W, sent_at: float = 0.0) -> tuple[PendingRequest[W], str]:
-        """Register a new request; returns its pending entry and the frame to send."""
+    def start(
+        self, type_: str, body: object, waiter: W, sent_at: float = 0.0, headers: object = None
+    ) -> tuple[PendingRequest[W], str]:
+        """Register a new request; returns its pending entry and the frame to send (``headers``: InitConnection's)."""
         req_id = self.ids.next()
         entry = PendingRequest(req_id, type_, waiter, sent_at)
         self.pending[req_id] = entry
-        return entry, encode_request(req_id, type_, body)
+        return entry, encode_request(req_id, type_, body, headers)
 
     def resolve(self, response: Response) -> PendingRequest[W]:
         """The entry this response answers, removed from the pending set."""

@@ -91,3 +91,12 @@ def base_uri_of(answer: Any, service: str) -> str:
             if isinstance(entry, dict) and entry.get("service") == service and isinstance(entry.get("baseURI"), str):
                 return entry["baseURI"]
     raise BodyError(f"no baseURI for service {service!r}")
+
+
+def lpcsds_answer(account: str, base_uri: str, service: str | None) -> dict[str, Any]:
+    """The legacy CSDS answer (``baseURI.lpCsds``, loaded as JSONP) in the shape its clients read
+    (obs, lp-protocol.md 1): ``ResultSet.lpData[0].lpServer`` for one service, and
+    ``ResultSet.lpData.baseURIs`` for all of them."""
+    if service is None:
+        return {"ResultSet": {"lpData": csds_answer(account, base_uri, None)}}
+    return {"ResultSet": {"lpData": [{"lpServer": base_uri, **csds_answer(account, base_uri, service)}]}}

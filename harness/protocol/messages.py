@@ -24,6 +24,9 @@ class MessageType:
     GET_CLOCK: Final = "GetClock"
     KEEP_ALIVE: Final = "KeepAlive"
     INIT_CONNECTION: Final = "InitConnection"
+    # Connector API examples only (lp-protocol.md 3.3): some clients set a profile before the conversation.
+    SET_USER_PROFILE: Final = "userprofile.SetUserProfile"
+    GET_USER_PROFILE: Final = "userprofile.GetUserProfile"
 
     # responses (server -> consumer)
     REQUEST_CONVERSATION_RESPONSE: Final = "cm.RequestConversationResponse"
@@ -33,6 +36,8 @@ class MessageType:
     STRING_RESPONSE: Final = ".ReqBody$StringResp"
     # Not documented (lp-protocol.md section 4.5): our choice for the GetClock answer.
     GET_CLOCK_RESPONSE: Final = "GetClockResponse"
+    # Not documented either (the schema files were not published with the docs): our choice.
+    GET_USER_PROFILE_RESPONSE: Final = "userprofile.GetUserProfileResponse"
 
     # notifications (server -> consumer)
     MESSAGING_EVENT_NOTIFICATION: Final = "ms.MessagingEventNotification"
@@ -49,6 +54,8 @@ class MessageType:
             GET_CLOCK,
             KEEP_ALIVE,
             INIT_CONNECTION,
+            SET_USER_PROFILE,
+            GET_USER_PROFILE,
         }
     )
 
@@ -59,6 +66,7 @@ _RESPONSE_TYPES: Final = {
     MessageType.SUBSCRIBE_MESSAGING_EVENTS: MessageType.GENERIC_SUBSCRIBE_RESPONSE,
     MessageType.SUBSCRIBE_EX_CONVERSATIONS: MessageType.SUBSCRIBE_EX_CONVERSATIONS_RESPONSE,
     MessageType.GET_CLOCK: MessageType.GET_CLOCK_RESPONSE,
+    MessageType.GET_USER_PROFILE: MessageType.GET_USER_PROFILE_RESPONSE,
 }
 
 
@@ -69,6 +77,9 @@ def response_type_for(request_type: str) -> str:
 
 # Conversation state values (cm/types/StateChange.json: CLOSE is the only enum the consumer sends).
 CONVERSATION_STATE_FIELD: Final = "ConversationStateField"
+# Multi-dialog clients close the MAIN dialog instead (the PCS tutorial): {"field": "DialogChange",
+# "type": "UPDATE", "dialog": {"dialogId": <the conversation id>, "state": "CLOSE", "closedCause": ...}}.
+DIALOG_CHANGE_FIELD: Final = "DialogChange"
 STATE_CLOSE: Final = "CLOSE"
 STATE_OPEN: Final = "OPEN"
 
@@ -106,13 +117,42 @@ def closed_conversation_id(body: object) -> str | None:
     if not isinstance(conversation_id, str) or not isinstance(fields, list):
         return None
     for item in fields:
+        if not isinstance(item, dict):
+            continue
+        if item.get("field") == CONVERSATION_STATE_FIELD and item.get("conversationState") == STATE_CLOSE:
+            return conversation_id
+        dialog = item.get("dialog")
         if (
-            isinstance(item, dict)
-            and item.get("field") == CONVERSATION_STATE_FIELD
-            and item.get("conversationState") == STATE_CLOSE
+            item.get("field") == DIALOG_CHANGE_FIELD
+            and isinstance(dialog, dict)
+            and dialog.get("state") == STATE_CLOSE
+            and dialog.get("dialogId", conversation_id) == conversation_id  # the MAIN dialog's id is the conversation's
         ):
             return conversation_id
     return None
+
+
+# InitConnection header types (infra/consumerAuthenticationHeader.json, clientPropertiesHeader.json).
+CONSUMER_AUTHENTICATION_HEADER: Final = ".ams.headers.ConsumerAuthentication"
+CLIENT_PROPERTIES_HEADER: Final = ".ams.headers.ClientProperties"
+
+
+def init_connection_headers(token: str, client_properties: dict[str, object] | None = None) -> list[dict[str, object]]:
+    """The ``headers`` of ``InitConnection``: the header-less flow's credential, as browsers send it (T-HDR)."""
+    headers: list[dict[str, object]] = []
+    if client_properties:
+        headers.append({"type": CLIENT_PROPERTIES_HEADER, **client_properties})
+    headers.append({"type": CONSUMER_AUTHENTICATION_HEADER, "jwt": token})
+    return headers
+
+
+def token_of_init_connection(headers: object) -> str | None:
+    """The LP token an ``InitConnection``'s headers carry (a bare header is read as a list of one), or None."""
+    token = None
+    for header in headers if isinstance(headers, list) else [headers]:
+        if isinstance(header, dict) and "ConsumerAuthentication" in str(header.get("type", "")):
+            token = header.get("jwt")
+    return token if isinstance(token, str) and token else None
 
 
 def conversation_id_of(body: object) -> str | None:

@@ -70,10 +70,20 @@ SIGNUP: Final = Route("signup", ("POST",), "/api/account/{account}/signup")  # t
 CSDS_SERVICE: Final = Route("csds", ("GET", "HEAD"), "/api/account/{account}/service/{service}/baseURI.json")
 CSDS_ALL: Final = Route("csds", ("GET", "HEAD"), "/api/account/{account}/service/baseURI.json")
 CONSUMER_SOCKET: Final = Route("connect", ("GET", "HEAD"), "/ws_api/account/{account}/messaging/consumer")
+# The older discovery forms clients in the wild still load (lp-protocol.md 1, obs: LivePerson's SDK
+# samples): the same CSDS answers under /csdr/, and JSONP forms for a browser's script tag
+# (``?cb=``/``?callback=``), the IDP's signup too. Same ledger targets as the forms above.
+CSDR_SERVICE: Final = Route("csds", ("GET", "HEAD"), "/csdr/account/{account}/service/{service}/baseURI.json")
+CSDR_ALL: Final = Route("csds", ("GET", "HEAD"), "/csdr/account/{account}/service/baseURI.json")
+CSDR_SERVICE_JSONP: Final = Route("csds", ("GET", "HEAD"), "/csdr/account/{account}/service/{service}/baseURI.lpCsds")
+CSDR_ALL_JSONP: Final = Route("csds", ("GET", "HEAD"), "/csdr/account/{account}/service/baseURI.lpCsds")
+SIGNUP_JSONP: Final = Route("signup", ("GET", "HEAD"), "/api/account/{account}/signup.jsonp")
+JSONP_CALLBACK_PARAMS: Final = ("cb", "callback")  # the query parameter naming the JSONP callback
 
 IDP_ROUTES: Final = (ANONYMOUS_AUTHORIZE, AUTHENTICATE, CONNECTOR_AUTHENTICATE, SIGNUP)
-CSDS_ROUTES: Final = (CSDS_SERVICE, CSDS_ALL)
-ROUTES: Final = (*IDP_ROUTES, *CSDS_ROUTES, CONSUMER_SOCKET)
+CSDS_ROUTES: Final = (CSDS_SERVICE, CSDS_ALL, CSDR_SERVICE, CSDR_ALL)
+JSONP_ROUTES: Final = (CSDR_SERVICE_JSONP, CSDR_ALL_JSONP, SIGNUP_JSONP)
+ROUTES: Final = (*IDP_ROUTES, *CSDS_ROUTES, *JSONP_ROUTES, CONSUMER_SOCKET)
 
 
 def anonymous_authorize_path(account: str) -> str:

@@ -24,8 +24,9 @@ def build_summary(
     """The summary of one run: ``run`` metadata, per-step stats, and the harness metrics.
 
     ``conversations`` (opened, closed, left open and why, the cleanup's calls), ``backoff``
-    (pauses, breaker trips) and ``reconnect`` (drops, tries, recovered, lost) are optional:
-    summaries written before they existed have none of them.
+    (pauses, breaker trips), ``reconnect`` (drops, tries, recovered, lost) and ``messages``
+    (sent, received, replied, lost, receipts, typing) are optional: summaries written before
+    they existed have none of them.
     """
     summary = {
         "format": FORMAT,
@@ -37,7 +38,7 @@ def build_summary(
         "pings": metrics["pings"],
         "thresholds": thresholds,
     }
-    for optional in ("conversations", "backoff", "reconnect"):
+    for optional in ("conversations", "backoff", "reconnect", "messages"):
         if metrics.get(optional) is not None:
             summary[optional] = metrics[optional]
     return summary
@@ -97,6 +98,13 @@ def terminal_table(summary: dict[str, Any]) -> str:
             f"reconnects: {reconnect['drops']} drops, {reconnect['reconnects']} reconnects, "
             f"{reconnect['recovered']} recovered on their conversation, "
             f"{reconnect['lost']} lost; {reconnect['refreshes']} tokens renewed mid-hold"
+        )
+    messages = summary.get("messages")
+    if messages and (messages.get("sent") or messages.get("received")):
+        receipts = sum((messages.get("receipts_sent") or {}).values())
+        lines.append(
+            f"messages: {messages['sent']} sent, {messages['replied']} replied, {messages['lost']} lost; "
+            f"{messages['received']} agent messages received, {receipts} receipts sent"
         )
     lines.append(f"run {run['id']} ({run.get('end_reason') or 'running'}), reports in {run.get('reports_dir', '-')}")
     return "\n".join(lines)

@@ -2,7 +2,10 @@
 
 anonymous-authorize -> authenticate -> connect -> request-conversation -> hold (pings)
 -> close-conversation -> close socket; then a new session with a new identity (``--lp-consumer
-returning``: the same identity, extended at the IDP).
+returning``: the same identity, extended at the IDP). ``--lp-session realistic`` looks for an OPEN
+conversation first and ``--lp-auth`` / ``--lp-keepalive`` connect and keep alive as browsers do
+(:mod:`harness.user.journey`); ``--lp-messages`` makes the hold a conversation
+(:mod:`harness.user.talk`).
 
 Each step is timed and reported by :class:`~harness.user.steps.StepReporter`; each session fails
 at most once, in the phase where it failed, with one category (:mod:`harness.user.metrics`).
@@ -34,12 +37,14 @@ from harness.client.keepalive import install_keepalive_check
 from harness.client.resolver import install_numeric_fast_path
 from harness.client.socket import ConsumerSocket
 from harness.protocol.messages import MessageType, close_conversation_body, conversation_id_of
+from harness.user import journey
 from harness.user.backoff import UserBackoff, guard_of, host_of, policy_of, retry_after_of
 from harness.user.cleanup import CLEANUP_TIMEOUT_S, Cleanup, Leftover
 from harness.user.reconnect import Lost, Reconnector
 from harness.user.revisit import ConsumerIdentity, Revisit
 from harness.user.state import metrics_of, settings_of, stopping_event
 from harness.user.steps import Step, StepFailed, StepReporter
+from harness.user.talk import Activity
 
 log = logging.getLogger(__name__)
 STOP_CLOSE_FACTOR = 3.0  # once the test is stopping every user closes at once: closes get 3x the request timeout
@@ -153,6 +158,9 @@ class ConsumerUser(User):
                 self.returning = None  # the identity cannot be extended any more: a new one next time
             self._failed("token", failure)
             return None
+        except gevent.GreenletExit:  # Locust stopped the user mid-phase (at its first I/O): interrupted
+            self.metrics.interrupt_phase("token")
+            raise
         finally:
             self.http.client.close()  # a held session costs one socket, not two
 
@@ -164,32 +172,22 @@ class ConsumerUser(User):
         self.metrics.start_phase("socket")
         conv = _Conversation()
         failed: StepFailed | None = None
+        activity = Activity(settings, steps, lambda: self.metrics.messages, stopping_event(self.environment), consumer.lp_token)
         try:
             with self._call(Step.CONNECT, self.socket_host):
-                sock = ConsumerSocket.connect(
-                    settings.socket_url,
-                    consumer.lp_token,
-                    timeout=settings.connect_timeout_s,
-                    verify_tls=settings.verify_tls,
-                    **self._socket_options(),
-                )
+                sock = journey.open_socket(settings, consumer.lp_token, **self._socket_options(activity))
             self._adopt(conv, sock)
-            conv.requested = True
-            with steps.measure(Step.REQUEST_CONVERSATION, categorize):
-                try:
-                    response = sock.request(MessageType.REQUEST_CONVERSATION, None, timeout=settings.request_timeout_s)
-                except ErrorResponse:
-                    conv.requested = False  # an error answer opened nothing
-                    raise
-                conv.id = conversation_id_of(response.body)
-                if conv.id is None:
-                    raise StepFailed(
-                        Step.REQUEST_CONVERSATION, "bad json", ValueError("response has no conversationId")
-                    )
-            self.metrics.conversations.opened_one()
+            sock.on_notification = activity.inbox.put
+            if settings.session == "realistic":
+                conv.id = journey.find_open_conversation(settings, steps, sock, activity.inbox)
+            if conv.id is not None:
+                self.metrics.conversations.reused_one()
+            else:
+                self._request_conversation(conv, sock)
             ttc_ms = (time.perf_counter() - started) * 1000.0
             steps.report(Step.TIME_TO_CONVERSATION, ttc_ms, start_time=time.time() - ttc_ms / 1000.0)
-            sock = self._hold(conv, consumer)
+            activity.attach(sock, conv.id, (time.perf_counter(), time.time()))
+            sock = self._hold(conv, consumer, activity)
             stopping = stopping_event(self.environment).is_set()
             close_timeout = settings.request_timeout_s * (STOP_CLOSE_FACTOR if stopping else 1.0)
             conv.closing = True  # sent once, even if Locust stops us mid-request
@@ -214,26 +212,45 @@ class ConsumerUser(User):
             ):
                 self.metrics.interrupt_phase("socket")  # the stop storm, not the target (metrics.PhaseCounts)
             else:
+                if not stopping_event(self.environment).is_set():
+                    activity.abandon()  # messages still waiting for a reply are lost with the session
                 self._failed("socket", failure)
         except gevent.GreenletExit:
             # Locust is stopping this user: leave the emulator/service clean, then let it stop.
             self._stopped_mid_session(conv, consumer)
             raise
         finally:
+            activity.close()
             if conv.sock is not None:
                 self._release(conv.sock)
         if conv.leftover():
             conv.settled = True
             self._clean_up(consumer, conv, failed)
 
-    def _socket_options(self) -> dict[str, Any]:
+    def _socket_options(self, activity: Activity) -> dict[str, Any]:
         """The keywords of a session's socket (a reconnect's too): its keepalive and callbacks."""
+        pings = self.settings.keepalive == "ping"  # else GetClock requests keep it alive (activity.clock)
         return {
-            "ping_interval": self.settings.ping_interval_s,
+            "ping_interval": self.settings.ping_interval_s if pings else None,
             "pong_timeout": self.settings.pong_timeout_s,
             "on_pong": self._on_pong,
             "on_pong_timeout": self._on_pong_timeout,
+            "on_close": activity.inbox.poke,  # the hold wakes when the socket ends
         }
+
+    def _request_conversation(self, conv: _Conversation, sock: ConsumerSocket) -> None:
+        """``cm.ConsumerRequestConversation``: the session's conversation id (StepFailed if none)."""
+        conv.requested = True
+        with self.steps.measure(Step.REQUEST_CONVERSATION, categorize):
+            try:
+                response = sock.request(MessageType.REQUEST_CONVERSATION, None, timeout=self.settings.request_timeout_s)
+            except ErrorResponse:
+                conv.requested = False  # an error answer opened nothing
+                raise
+            conv.id = conversation_id_of(response.body)
+            if conv.id is None:
+                raise StepFailed(Step.REQUEST_CONVERSATION, "bad json", ValueError("response has no conversationId"))
+        self.metrics.conversations.opened_one()
 
     def _adopt(self, conv: _Conversation, sock: ConsumerSocket) -> None:
         """``sock`` is now the session's socket: counted open, its pings counted live."""
@@ -275,46 +292,61 @@ class ConsumerUser(User):
             conv.settled = True
             self.cleanup.run_final(Leftover(consumer, conv.id))
 
-    def _hold(self, conv: _Conversation, consumer: ConsumerIdentity) -> ConsumerSocket:
-        """Hold the conversation for the hold time; returns the socket it ends on.
+    def _hold(self, conv: _Conversation, consumer: ConsumerIdentity, activity: Activity) -> ConsumerSocket:
+        """Hold the conversation for the hold time (and until its talk is over); returns the socket it ends on.
 
         An early end (server close, drop, lost pong) fails the session, unless ``--lp-on-drop
         reconnect`` brings it back on the same conversation; ``--lp-token-refresh`` moves it to a
-        new socket before its token expires.
+        new socket before its token expires. A failed talk step (``no reply``) ends it too.
         """
         assert conv.sock is not None and conv.id is not None
         stopping = stopping_event(self.environment)
         start_time, started = time.time(), time.perf_counter()
         deadline = started + self.settings.hold_s
-        refresh = self.reconnector.refresh_due(consumer)
+        refresh = self._refresh_at(consumer)
         while True:
-            left = max(0.0, deadline - time.perf_counter())
-            wait = left if refresh is None else min(left, refresh)
-            info = conv.sock.wait_closed(wait, interrupt=stopping)
-            elapsed_ms = (time.perf_counter() - started) * 1000.0
-            if info is None and (stopping.is_set() or wait >= left):
+            try:
+                due = activity.run(conv.sock)
+            except StepFailed:
+                if conv.sock.open:
+                    raise  # the target answered wrong or late: the session fails with that step
+                due = None  # the socket ended under the step: a drop, handled below
+            now = time.perf_counter()
+            elapsed_ms = (now - started) * 1000.0
+            if conv.sock.open and (stopping.is_set() or (activity.done and now >= deadline)):
                 if not stopping.is_set():  # a hold cut short by the end of the test is not a measurement
                     self.steps.report(Step.HOLD, elapsed_ms, start_time=start_time)
                 return conv.sock
-            if info is None:  # the token is about to expire: renew it and move to a new socket
-                refresh = self._refresh(conv, consumer)
+            if refresh is not None and now >= refresh and conv.sock.open:  # renew the token on a new socket
+                refresh = self._refresh(conv, consumer, activity)
+                continue
+            wake = min((t for t in (deadline if activity.done else None, due, refresh) if t is not None), default=now)
+            info = conv.sock.wait_closed(max(0.0, wake - now), interrupt=activity.wake)
+            if info is None:
                 continue
             if self.reconnector.on and not stopping.is_set():
                 self._release(conv.sock)  # the drop is counted as it happened
                 conv.sock = None
                 try:
-                    self._adopt(conv, self.reconnector.recover(info, consumer, conv.id, self._socket_options()))
+                    sock = self.reconnector.recover(info, consumer, conv.id, self._socket_options(activity))
                 except Lost as lost:  # "stopped": the run's end cut the reconnect short (an interrupt)
                     failure = StepFailed(Step.HOLD, lost.category, info.error())
                 else:
-                    refresh = self.reconnector.refresh_due(consumer)
+                    self._adopt(conv, sock)
+                    activity.attach(sock, conv.id, None)
+                    refresh = self._refresh_at(consumer)
                     continue
             else:
                 failure = StepFailed(Step.HOLD, info.category or "dropped", info.error())
             self.steps.report(Step.HOLD, elapsed_ms, start_time=start_time, exception=failure)
             raise failure
 
-    def _refresh(self, conv: _Conversation, consumer: ConsumerIdentity) -> float | None:
+    def _refresh_at(self, consumer: ConsumerIdentity, *, renewed: bool = False) -> float | None:
+        """When (perf_counter) the LP token must be renewed mid-hold, or None."""
+        due = self.reconnector.refresh_due(consumer, renewed=renewed)
+        return None if due is None else time.perf_counter() + due
+
+    def _refresh(self, conv: _Conversation, consumer: ConsumerIdentity, activity: Activity) -> float | None:
         """A new token and a new socket on the same conversation; the old socket closes cleanly.
 
         Returns when the next refresh is due; None when this one failed (the old socket then
@@ -322,14 +354,15 @@ class ConsumerUser(User):
         """
         assert conv.sock is not None and conv.id is not None
         try:
-            sock = self.reconnector.refresh(consumer, conv.id, self._socket_options())
+            sock = self.reconnector.refresh(consumer, conv.id, self._socket_options(activity))
         except Exception:  # counted by the reconnector; the old socket is still good until it expires
             log.debug("token refresh mid-hold failed", exc_info=True)
             return None
         old, conv.sock = conv.sock, None
         self._release(old)
         self._adopt(conv, sock)
-        return self.reconnector.refresh_due(consumer, renewed=True)
+        activity.attach(sock, conv.id, None)
+        return self._refresh_at(consumer, renewed=True)
 
     def _on_pong(self, rtt_s: float) -> None:
         self.metrics.pings_answered += 1

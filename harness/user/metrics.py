@@ -2,7 +2,7 @@
 
 A session fails at most once, in one phase, with one category. The conversations the users opened
 (and how each ended: closed, closed by the cleanup, left open and why) and the backoff (pauses,
-circuit-breaker trips) and the reconnects are counted here too, apart from the steps. Each process keeps a
+circuit-breaker trips), the reconnects and the messages are counted here too, apart from the steps. Each process keeps a
 :class:`HarnessMetrics`; workers send theirs (cumulative values, so a lost or repeated report
 cannot double-count) with every stats report, and the master sums the latest from each worker.
 """
@@ -52,10 +52,15 @@ class ConversationCounts:
     cleanup_failures: Counter[str] = field(default_factory=Counter)  # category -> failed cleanup tries
     not_found: int = 0  # of closed_by_cleanup: answered 404 and not among the consumer's conversations
     unconfirmed: int = 0  # requests whose answer never came and no cleanup try could ask whether they opened one
-    open: int = 0  # gauge: opened and not yet closed or given up
+    open: int = 0  # gauge: opened (or reused) and not yet closed or given up
+    reused: int = 0  # found OPEN by a realistic session (opened earlier, not by this run's request) and carried on
 
     def opened_one(self) -> None:
         self.opened += 1
+        self.open += 1
+
+    def reused_one(self) -> None:
+        self.reused += 1
         self.open += 1
 
     def closed_one(self, *, by_cleanup: bool = False) -> None:
@@ -76,6 +81,7 @@ class ConversationCounts:
             "left_open": self.left_open,
             "left_open_reasons": dict(self.left_open_reasons.most_common()),
             "open": self.open,
+            "reused": self.reused,
             "cleanup": {
                 "conversations": self.cleanups,
                 "attempts": self.cleanup_attempts,
@@ -87,7 +93,7 @@ class ConversationCounts:
         }
 
     def add(self, part: dict[str, Any]) -> None:
-        for name in ("opened", "closed", "closed_by_cleanup", "left_open", "open"):
+        for name in ("opened", "closed", "closed_by_cleanup", "left_open", "open", "reused"):
             setattr(self, name, getattr(self, name) + int(part.get(name, 0)))
         self.left_open_reasons.update(part.get("left_open_reasons", {}))
         cleanup = part.get("cleanup", {})
@@ -161,6 +167,38 @@ class ReconnectCounts:
 
 
 @dataclass
+class MessageCounts:
+    """The conversation traffic of the sessions that talk (docs/reports.md, "Messages")."""
+
+    sent: int = 0  # ContentEvents published and answered with a sequence
+    received: int = 0  # the agent's ContentEvents (each once, replays not counted again)
+    replied: int = 0  # of the sent: answered by an agent message
+    lost: int = 0  # of the sent: no reply within --lp-reply-timeout, or the socket went down before one
+    receipts_sent: Counter[str] = field(default_factory=Counter)  # ACCEPT / READ -> AcceptStatusEvents published
+    receipts_received: Counter[str] = field(default_factory=Counter)  # the agent's, by status
+    typing_sent: int = 0  # ChatStateEvents published
+    typing_received: int = 0  # the agent's ChatStateEvents
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "sent": self.sent,
+            "received": self.received,
+            "replied": self.replied,
+            "lost": self.lost,
+            "receipts_sent": dict(sorted(self.receipts_sent.items())),
+            "receipts_received": dict(sorted(self.receipts_received.items())),
+            "typing_sent": self.typing_sent,
+            "typing_received": self.typing_received,
+        }
+
+    def add(self, part: dict[str, Any]) -> None:
+        for name in ("sent", "received", "replied", "lost", "typing_sent", "typing_received"):
+            setattr(self, name, getattr(self, name) + int(part.get(name, 0)))
+        self.receipts_sent.update(part.get("receipts_sent", {}))
+        self.receipts_received.update(part.get("receipts_received", {}))
+
+
+@dataclass
 class HarnessMetrics:
     """Counters of one process (or, on a master, the sum over its workers)."""
 
@@ -177,6 +215,7 @@ class HarnessMetrics:
     conversations: ConversationCounts = field(default_factory=ConversationCounts)
     backoff: BackoffCounts = field(default_factory=BackoffCounts)
     reconnect: ReconnectCounts = field(default_factory=ReconnectCounts)
+    messages: MessageCounts = field(default_factory=MessageCounts)
     started_at: float = field(default_factory=time.time)
     live_sockets: weakref.WeakSet[Any] = field(default_factory=weakref.WeakSet, repr=False)  # for live ping counts
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -239,6 +278,7 @@ class HarnessMetrics:
             "conversations": self.conversations.to_dict(),
             "backoff": self.backoff.to_dict(),
             "reconnect": self.reconnect.to_dict(),
+            "messages": self.messages.to_dict(),
             "started_at": self.started_at,
         }
 
@@ -269,4 +309,5 @@ class HarnessMetrics:
             total.conversations.add(part.get("conversations") or {})  # a worker of an older version has none
             total.backoff.add(part.get("backoff") or {})
             total.reconnect.add(part.get("reconnect") or {})
+            total.messages.add(part.get("messages") or {})
         return total.to_dict()

@@ -22,7 +22,7 @@ from typing import Any, Final
 import gevent
 import gevent.queue
 
-from harness.client.errors import ClientError, HandshakeRejected, categorize
+from harness.client.errors import ClientError, ErrorResponse, HandshakeRejected, categorize
 from harness.client.idp import IdentitySource, IdpClient
 from harness.client.socket import ConsumerSocket
 from harness.protocol import Notification, tokens
@@ -30,6 +30,7 @@ from harness.protocol.keepalive import expires_in
 from harness.protocol.messages import STATE_CLOSE, STATE_OPEN, MessageType, conversation_states
 from harness.settings import Settings
 from harness.user.backoff import TargetGuard, host_of
+from harness.user.journey import open_socket
 
 Count = Callable[[str], None]  # counts one call under its ledger target name
 CLOSE_TIMEOUT_S: Final = 5.0  # closing a visit's socket: no longer than this
@@ -80,17 +81,15 @@ class Revisit:
         for retried in (False, True):
             count("connect")
             try:
-                sock = ConsumerSocket.connect(
-                    self.settings.socket_url,
-                    identity.lp_token,
-                    timeout=self.settings.connect_timeout_s,
-                    verify_tls=self.settings.verify_tls,
-                    request_timeout=self.settings.request_timeout_s,
-                    **options,
+                sock = open_socket(
+                    self.settings, identity.lp_token, request_timeout=self.settings.request_timeout_s, **options
                 )
             except ClientError as exc:
                 self.guard.record(self.socket_host, exc.category)
-                if isinstance(exc, HandshakeRejected) and exc.status in (401, 403) and not (renewed or retried):
+                refused = (isinstance(exc, HandshakeRejected) and exc.status in (401, 403)) or (
+                    isinstance(exc, ErrorResponse) and exc.code in (401, 403)  # InitConnection's answer
+                )
+                if refused and not (renewed or retried):
                     self.renew(identity, count)
                     continue
                 raise

@@ -23,7 +23,13 @@ class Step:
     ANONYMOUS_AUTHORIZE: Final = "anonymous-authorize"
     AUTHENTICATE: Final = "authenticate"
     CONNECT: Final = "connect"
+    SUBSCRIBE_CONVERSATIONS: Final = "subscribe-conversations"  # realistic session: until the first notification
     REQUEST_CONVERSATION: Final = "request-conversation"
+    SUBSCRIBE_MESSAGES: Final = "subscribe-messages"  # ms.SubscribeMessagingEvents of a session that talks
+    PUBLISH: Final = "publish"  # a ContentEvent's ms.PublishEvent, until its PublishEventResponse
+    MESSAGE_ROUND_TRIP: Final = "message-round-trip"  # a publish until the agent's reply arrives
+    FIRST_AGENT_REPLY: Final = "first-agent-reply"  # the conversation id until the agent's first message
+    GET_CLOCK: Final = "get-clock"  # the GetClock keepalive (--lp-keepalive getclock), until its answer
     PING: Final = "ping"
     HOLD: Final = "hold"
     CLOSE_CONVERSATION: Final = "close-conversation"
@@ -41,8 +47,14 @@ STEP_PHASES: Final = {
     Step.ANONYMOUS_AUTHORIZE: Phase.TOKEN,
     Step.AUTHENTICATE: Phase.TOKEN,
     Step.CONNECT: Phase.SOCKET,
+    Step.SUBSCRIBE_CONVERSATIONS: Phase.SOCKET,
     Step.REQUEST_CONVERSATION: Phase.SOCKET,
+    Step.SUBSCRIBE_MESSAGES: Phase.SOCKET,
+    Step.PUBLISH: Phase.SOCKET,
+    Step.MESSAGE_ROUND_TRIP: Phase.SOCKET,
+    Step.FIRST_AGENT_REPLY: Phase.SOCKET,
     Step.PING: Phase.SOCKET,
+    Step.GET_CLOCK: Phase.SOCKET,
     Step.HOLD: Phase.SOCKET,
     Step.CLOSE_CONVERSATION: Phase.SOCKET,
     Step.RECONNECT: Phase.SOCKET,

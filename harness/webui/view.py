@@ -59,6 +59,7 @@ def build_view(environment: Any) -> dict[str, Any]:
         "loadgen": loadgen.merged(environment),
         "conversations": (metrics or {}).get("conversations", {}),
         "reconnect": (metrics or {}).get("reconnect", {}),
+        "messages": (metrics or {}).get("messages", {}),
         "lost_workers": list(state_of(environment).lost_workers.values()),
         "refresh_s": REFRESH_S,
     }
@@ -169,6 +170,17 @@ def table_rows(view: dict[str, Any]) -> list[dict[str, Any]]:
         rows.append(_row("reconnects", "lost", r["lost"], _categories(r.get("failures") or {}) or "no failed try"))
         rows.append(_row("reconnects", "tries", r["reconnects"], "new connections after drops"))
         rows.append(_row("reconnects", "tokens renewed", r.get("refreshes", 0), "mid-hold (--lp-token-refresh)"))
+    m = view.get("messages") or {}
+    if m.get("sent") or m.get("received") or m.get("lost"):
+        receipts = m.get("receipts_sent") or {}
+        rows.append(_row("messages", "sent", m["sent"], "ContentEvents published (--lp-messages)"))
+        rows.append(_row("messages", "replied", m["replied"], "answered by the agent"))
+        rows.append(_row("messages", "lost", m["lost"], "no reply within the reply timeout, or the session failed first"))
+        rows.append(_row("messages", "received", m["received"], "the agent's messages"))
+        rows.append(_row("messages", "receipts sent", sum(receipts.values()), _categories(receipts)))
+        theirs = m.get("receipts_received") or {}
+        rows.append(_row("messages", "receipts received", sum(theirs.values()), _categories(theirs)))
+        rows.append(_row("messages", "typing", m.get("typing_sent", 0), f"{m.get('typing_received', 0)} from the agent"))
     p = view.get("pings", {})
     if "sent" in p:
         rows.append(_row("pings", "sent", p["sent"], "keepalive ping frames"))

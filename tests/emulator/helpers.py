@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import ssl
+from pathlib import Path
 from typing import Any
 
 import requests
@@ -12,6 +13,7 @@ import websocket
 from harness.protocol import paths
 
 ACCOUNT = "qa57221676"
+SCHEMAS = Path(__file__).resolve().parents[2] / ".." / "shared" / "reference" / "schemas"
 
 
 def anonymous_token(url: str, account: str = ACCOUNT, **kw: Any) -> str:
@@ -100,3 +102,45 @@ def close_body(conversation_id: str) -> dict[str, Any]:
         "conversationId": conversation_id,
         "conversationField": [{"field": "ConversationStateField", "conversationState": "CLOSE"}],
     }
+
+
+# ---------------------------------------------------------------------- LivePerson's published schemas
+def _lenient(node: Any) -> Any:
+    """Read "type": "Long" (not a JSON Schema type) as "integer"; leave everything else."""
+    if isinstance(node, dict):
+        out = {k: _lenient(v) for k, v in node.items()}
+        if out.get("type") == "Long":
+            out["type"] = "integer"
+        return out
+    if isinstance(node, list):
+        return [_lenient(v) for v in node]
+    return node
+
+
+def schema_check() -> Any:
+    """``check(relative schema path, instance)`` asserting the instance is valid, and ``check.problems``.
+
+    The schemas are draft-04 with relative ``$ref``s and non-standard keywords (``readonly``,
+    ``"type": "Long"``); they are validated leniently as schemas/README.md advises: unknown
+    keywords are ignored and the non-standard type "Long" is read as integer.
+    """
+    import jsonschema
+    from referencing import Registry, Resource
+    from referencing.jsonschema import DRAFT4
+
+    resources = []
+    for path in SCHEMAS.rglob("*.json"):
+        contents = _lenient(json.loads(path.read_text()))
+        resources.append((path.resolve().as_uri(), Resource.from_contents(contents, default_specification=DRAFT4)))
+    registry = Registry().with_resources(resources)
+
+    def problems(relative: str, instance: Any) -> list[str]:
+        uri = (SCHEMAS / relative).resolve().as_uri()
+        validator = jsonschema.Draft4Validator({"$ref": uri}, registry=registry)
+        return [e.message for e in validator.iter_errors(instance)]
+
+    def check(relative: str, instance: Any) -> None:
+        assert not problems(relative, instance), f"{relative}: {problems(relative, instance)[:5]} for {instance}"
+
+    check.problems = problems  # type: ignore[attr-defined]
+    return check

@@ -40,12 +40,20 @@ def _samples(tmp_path: Path) -> dict[str, tuple[Any, str, Any]]:
         "anon-token-lifetime": (30, "anon_token_lifetime", 30.0),
         "anon-refresh-window": (60.5, "anon_refresh_window", 60.5),
         "lp-token-lifetime": (77, "lp_token_lifetime", 77.0),
+        "token-cache-s": (5, "token_cache_s", 5.0),
         "trust-key": (str(pem), "trust_keys", [str(pem)]),
         "no-tutorial-key": (True, "trust_tutorial_key", False),
         "idle-timeout": (33, "idle_timeout", 33.0),
         "init-timeout": (2.5, "init_timeout", 2.5),
         "auth-failure": ("close", "auth_failure", "close"),
         "log-level": ("debug", "log_level", "DEBUG"),
+        "rate-limit": (50, "rate_limit", 50.0),
+        "agents": (4, "agents", 4),  # at least one per worker (processes = 2 above)
+        "agent-skill": ("sales=2", "agent_skills", ["sales=2"]),
+        "agent-conversations": (3, "agent_conversations", 3),
+        "agent-reply-delay": ("200+uniform:100", "agent_reply_delay", "200+uniform:100"),
+        "agent-reply-probability": (0.5, "agent_reply_probability", 0.5),
+        "agent-typing": (True, "agent_typing", True),
     }
 
 

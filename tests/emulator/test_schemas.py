@@ -7,15 +7,11 @@ keywords are ignored and the non-standard type "Long" is read as integer.
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.emulator.helpers import Client, close_body, lp_token
-
-SCHEMAS = Path(__file__).resolve().parents[2] / ".." / "shared" / "reference" / "schemas"
+from tests.emulator.helpers import SCHEMAS, Client, close_body, lp_token, schema_check
 
 jsonschema = pytest.importorskip("jsonschema")
 referencing = pytest.importorskip("referencing")
@@ -26,44 +22,9 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def _lenient(node: Any) -> Any:
-    """Read "type": "Long" (not a JSON Schema type) as "integer"; leave everything else."""
-    if isinstance(node, dict):
-        out = {k: _lenient(v) for k, v in node.items()}
-        if out.get("type") == "Long":
-            out["type"] = "integer"
-        return out
-    if isinstance(node, list):
-        return [_lenient(v) for v in node]
-    return node
-
-
-def _registry() -> Any:
-    from referencing import Registry, Resource
-    from referencing.jsonschema import DRAFT4
-
-    resources = []
-    for path in SCHEMAS.rglob("*.json"):
-        contents = _lenient(json.loads(path.read_text()))
-        resources.append((path.resolve().as_uri(), Resource.from_contents(contents, default_specification=DRAFT4)))
-    return Registry().with_resources(resources)
-
-
 @pytest.fixture(scope="module")
 def validate() -> Any:
-    registry = _registry()
-
-    def check(relative: str, instance: Any) -> None:
-        assert not problems(relative, instance), f"{relative}: {problems(relative, instance)[:5]} for {instance}"
-
-    def problems(relative: str, instance: Any) -> list[str]:
-        uri = (SCHEMAS / relative).resolve().as_uri()
-        validator = jsonschema.Draft4Validator({"$ref": uri}, registry=registry)
-        return [e.message for e in validator.iter_errors(instance)]
-
-    check.problems = problems  # type: ignore[attr-defined]
-
-    return check
+    return schema_check()
 
 
 def test_responses_and_notifications_match_the_schemas(emu, validate) -> None:
@@ -73,6 +34,10 @@ def test_responses_and_notifications_match_the_schemas(emu, validate) -> None:
     sub = watcher.request("cqm.SubscribeExConversations", {"convState": ["OPEN", "CLOSE"]})
     validate("ws/consumerResponses.json", sub)
     validate("infra/resp.json", sub)
+    first = watcher.recv_json()  # the subscription's first notification, with no conversation yet
+    validate("ws/consumerNotifications.json", first)
+    validate("aam/subscribeExConversationsNotification.json", first["body"])
+    assert first["body"]["changes"] == []
 
     created = client.request("cm.ConsumerRequestConversation")
     validate("ws/consumerResponses.json", created)

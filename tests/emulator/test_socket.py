@@ -211,6 +211,8 @@ def test_publish_and_subscriptions(emu) -> None:
     sub = watcher.request("cqm.SubscribeExConversations", {"minLastUpdatedTime": 0, "convState": ["OPEN", "CLOSE"]})
     assert sub["code"] == 200 and sub["type"] == "cqm.SubscribeExConversationsResponse"
     sub_id = sub["body"]["subscriptionId"]
+    first = watcher.recv_json()  # the subscription's first notification: the state now, nothing yet
+    assert first["type"] == "cqm.ExConversationChangeNotification" and first["body"]["changes"] == []
     conv = client.request("cm.ConsumerRequestConversation")["body"]["conversationId"]
     note = watcher.recv_json()
     assert note["kind"] == "notification" and note["type"] == "cqm.ExConversationChangeNotification"

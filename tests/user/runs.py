@@ -12,6 +12,12 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 LOCUST = [sys.executable, "-m", "locust", "-f", str(ROOT / "locustfile.py")]
+# A short run with quick timeouts and pauses, for faults that must show within two seconds.
+QUICK = [
+    *("-u", "3", "-r", "30", "-t", "2s", "--stop-timeout", "5"),
+    *("--lp-hold", "0.6", "--lp-ping-interval", "0.1", "--lp-pong-timeout", "0.25", "--lp-request-timeout", "0.5"),
+    *("--lp-retry-pauses", "0.05", "--lp-backoff-base", "0.1", "--lp-backoff-cap", "0.2"),
+]
 
 
 @dataclass

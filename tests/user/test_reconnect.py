@@ -17,7 +17,7 @@ from tests.user.runs import LocustRun, run_locust
 
 QUICK = [
     *("-u", "3", "-r", "30", "-t", "3s", "--stop-timeout", "5"),
-    *("--lp-ping-interval", "0.1", "--lp-pong-timeout", "0.5", "--lp-request-timeout", "1"),
+    *("--lp-ping-interval", "0.1", "--lp-pong-timeout", "2", "--lp-request-timeout", "3"),
     *("--lp-retry-pauses", "0.05", "--lp-backoff-base", "0.1", "--lp-backoff-cap", "0.2"),
 ]
 RECONNECT = ["--lp-on-drop", "reconnect", "--lp-reconnect-delay", "0.05"]

@@ -44,18 +44,15 @@ def _check_lost_run(master: Live, code: int, killed_pid: int, reports: Path) -> 
     assert "Traceback" not in master.output
 
 
+def _distributed(port: int) -> tuple[list[str], list[str]]:
+    """A master expecting two workers on 127.0.0.1:``port``, and the options of each worker."""
+    master = ["--master", "--expect-workers", "2", "--master-bind-host", "127.0.0.1", "--master-bind-port", str(port)]
+    return master, ["--worker", "--master-host", "127.0.0.1", "--master-port", str(port)]
+
+
 def test_a_killed_worker_of_master_and_two_workers_is_reported(tmp_path: Path) -> None:
     port, env = free_port(), clean_env(tmp_path)
-    master_args = [
-        "--master",
-        "--expect-workers",
-        "2",
-        "--master-bind-host",
-        "127.0.0.1",
-        "--master-bind-port",
-        str(port),
-    ]
-    worker_args = ["--worker", "--master-host", "127.0.0.1", "--master-port", str(port)]
+    master_args, worker_args = _distributed(port)
     with Live([*master_args, *RUN], env) as master, Live(worker_args, env) as one, Live(worker_args, env) as two:
         master.wait_for(HOLDING)
         one.kill()  # kill -9, by the PID of the process this test started
@@ -86,17 +83,8 @@ def test_a_workers_target_down_abort_ends_the_distributed_run(emulator, tmp_path
     target = {"LP_ACCOUNT": "test-account", "LP_IDP": emu.url, "LP_ASYNCMESSAGINGENT": emu.url}
     port, env = free_port(), clean_env(tmp_path, target)
     fast = ["--lp-hold", "0.2", "--lp-retry-pauses", "0.05", "--lp-backoff-base", "0.1", "--lp-backoff-cap", "0.2"]
-    master_args = [
-        "--master",
-        "--expect-workers",
-        "2",
-        "--master-bind-host",
-        "127.0.0.1",
-        "--master-bind-port",
-        str(port),
-    ]
     run = ["--headless", "-u", "4", "-r", "4", "-t", "60s", "--lp-on-target-down", "abort", *fast]
-    worker_args = ["--worker", "--master-host", "127.0.0.1", "--master-port", str(port)]
+    master_args, worker_args = _distributed(port)
     with Live([*master_args, *run], env) as master, Live(worker_args, env) as one, Live(worker_args, env) as two:
         emu.wait_until(lambda led: led["conversations"]["closed"] >= 4, timeout=30)
         emu.set_faults({"faults": {"anonymous-authorize": ["reset"], "connect": ["reset"]}})
