@@ -40,8 +40,8 @@ from harness.protocol.messages import MessageType, close_conversation_body, conv
 from harness.user import journey
 from harness.user.backoff import UserBackoff, guard_of, host_of, policy_of, retry_after_of
 from harness.user.cleanup import CLEANUP_TIMEOUT_S, Cleanup, Leftover
-from harness.user.reconnect import Lost, Reconnector
-from harness.user.revisit import ConsumerIdentity, Revisit
+from harness.user.reconnect import STOPPED, Lost, Reconnector
+from harness.user.revisit import ConsumerIdentity, Revisit, close_within
 from harness.user.state import metrics_of, settings_of, stopping_event
 from harness.user.steps import Step, StepFailed, StepReporter
 from harness.user.talk import Activity
@@ -49,15 +49,7 @@ from harness.user.talk import Activity
 log = logging.getLogger(__name__)
 STOP_CLOSE_FACTOR = 3.0  # once the test is stopping every user closes at once: closes get 3x the request timeout
 _user_numbers = itertools.count(1)
-_slow_closes = itertools.count(1)
 install_keepalive_check()  # the token phase reuses its connection past 1,024 open sockets
-
-
-def _note_slow_close() -> None:
-    """Say it once, then every 1,000th: thousands of users stopping at once must not flood the log."""
-    n = next(_slow_closes)
-    if n == 1 or n % 1000 == 0:
-        log.warning("%d socket close(s) did not finish in %.0f s (the socket is torn down anyway)", n, CLEANUP_TIMEOUT_S)
 
 
 @dataclass
@@ -172,7 +164,9 @@ class ConsumerUser(User):
         self.metrics.start_phase("socket")
         conv = _Conversation()
         failed: StepFailed | None = None
-        activity = Activity(settings, steps, lambda: self.metrics.messages, stopping_event(self.environment), consumer.lp_token)
+        activity = Activity(
+            settings, steps, lambda: self.metrics.messages, stopping_event(self.environment), consumer.lp_token
+        )
         try:
             with self._call(Step.CONNECT, self.socket_host):
                 sock = journey.open_socket(settings, consumer.lp_token, **self._socket_options(activity))
@@ -191,24 +185,23 @@ class ConsumerUser(User):
             stopping = stopping_event(self.environment).is_set()
             close_timeout = settings.request_timeout_s * (STOP_CLOSE_FACTOR if stopping else 1.0)
             conv.closing = True  # sent once, even if Locust stops us mid-request
-            with steps.measure(Step.CLOSE_CONVERSATION, categorize):
-                sock.request(
-                    MessageType.UPDATE_CONVERSATION_FIELD, close_conversation_body(conv.id), timeout=close_timeout
-                )
+            sock = self._close_conversation(conv, consumer, activity, close_timeout)
             conv.settled = True
             self.metrics.conversations.closed_one()
             try:
                 info = sock.close(timeout=close_timeout)
             except ClientError as exc:  # the close handshake itself failed: still a socket-phase failure
                 raise StepFailed(Step.CLOSE_CONVERSATION, categorize(exc), exc) from exc
-            if info.kind != "clean":  # e.g. aborted for a lost pong after the close: not a clean session
+            # e.g. aborted for a lost pong after the close: not a clean session; but a server close
+            # as the socket closed, the conversation already closed, is nothing to reconnect for
+            if info.kind != "clean" and not (self.reconnector.on and info.kind == "server"):
                 raise StepFailed(Step.CLOSE_CONVERSATION, info.category or "dropped", info.error())
             self.backoff.succeeded()
         except StepFailed as failure:
             failed = failure
             if stopping_event(self.environment).is_set() and (
                 (failure.step == Step.CLOSE_CONVERSATION and failure.category == "timeout")
-                or (failure.step == Step.HOLD and failure.category == "stopped")
+                or failure.category == STOPPED
             ):
                 self.metrics.interrupt_phase("socket")  # the stop storm, not the target (metrics.PhaseCounts)
             else:
@@ -222,7 +215,13 @@ class ConsumerUser(User):
         finally:
             activity.close()
             if conv.sock is not None:
-                self._release(conv.sock)
+                try:
+                    self._release(conv.sock)
+                except gevent.GreenletExit:  # killed while closing the socket: the conversation still counts
+                    if conv.leftover():
+                        conv.settled = True
+                        self.cleanup.run_final(Leftover(consumer, conv.id))
+                    raise
         if conv.leftover():
             conv.settled = True
             self._clean_up(consumer, conv, failed)
@@ -324,13 +323,15 @@ class ConsumerUser(User):
             info = conv.sock.wait_closed(max(0.0, wake - now), interrupt=activity.wake)
             if info is None:
                 continue
-            if self.reconnector.on and not stopping.is_set():
-                self._release(conv.sock)  # the drop is counted as it happened
-                conv.sock = None
+            if self.reconnector.on:  # while stopping too: the drop is then counted interrupted
+                dropped, conv.sock = conv.sock, None
+                self._release(dropped)  # the drop is counted as it happened
                 try:
                     sock = self.reconnector.recover(info, consumer, conv.id, self._socket_options(activity))
                 except Lost as lost:  # "stopped": the run's end cut the reconnect short (an interrupt)
                     failure = StepFailed(Step.HOLD, lost.category, info.error())
+                    if lost.category == STOPPED:
+                        raise failure from None  # a hold cut short by the end of the test is not a measurement
                 else:
                     self._adopt(conv, sock)
                     activity.attach(sock, conv.id, None)
@@ -340,6 +341,42 @@ class ConsumerUser(User):
                 failure = StepFailed(Step.HOLD, info.category or "dropped", info.error())
             self.steps.report(Step.HOLD, elapsed_ms, start_time=start_time, exception=failure)
             raise failure
+
+    def _close_conversation(
+        self, conv: _Conversation, consumer: ConsumerIdentity, activity: Activity, timeout: float
+    ) -> ConsumerSocket:
+        """Close the conversation; returns the socket it was closed on.
+
+        With ``--lp-on-drop reconnect`` a socket the server ends under the close (its token
+        expired as the close went out) comes back on the conversation, and the close is sent
+        again there: the try the drop cut short is the reconnect's, not a failed close.
+        """
+        assert conv.sock is not None and conv.id is not None
+        while True:
+            sock = conv.sock
+            start_time, started = time.time(), time.perf_counter()
+            try:
+                sock.request(MessageType.UPDATE_CONVERSATION_FIELD, close_conversation_body(conv.id), timeout=timeout)
+            except Exception as exc:
+                info = None if sock.open or not self.reconnector.on else sock.wait_closed(0)
+                if info is None:
+                    failure = (
+                        exc
+                        if isinstance(exc, StepFailed)
+                        else StepFailed(Step.CLOSE_CONVERSATION, categorize(exc), exc)
+                    )
+                    elapsed_ms = (time.perf_counter() - started) * 1000.0
+                    self.steps.report(Step.CLOSE_CONVERSATION, elapsed_ms, start_time=start_time, exception=failure)
+                    raise failure from (None if failure is exc else exc)
+                conv.sock = None
+                self._release(sock)
+                try:
+                    self._adopt(conv, self.reconnector.recover(info, consumer, conv.id, self._socket_options(activity)))
+                except Lost as lost:  # "stopped": the run's end cut the reconnect short (an interrupt)
+                    raise StepFailed(Step.CLOSE_CONVERSATION, lost.category, info.error()) from exc
+                continue
+            self.steps.report(Step.CLOSE_CONVERSATION, (time.perf_counter() - started) * 1000.0, start_time=start_time)
+            return sock
 
     def _refresh_at(self, consumer: ConsumerIdentity, *, renewed: bool = False) -> float | None:
         """When (perf_counter) the LP token must be renewed mid-hold, or None."""
@@ -389,14 +426,11 @@ class ConsumerUser(User):
         return True
 
     def _release(self, sock: ConsumerSocket) -> None:
-        """Close the socket (cleanly, if it is still open) and account for how it ended."""
-        if sock.open:
-            try:
-                with gevent.Timeout(CLEANUP_TIMEOUT_S):
-                    sock.close()
-            except gevent.Timeout:
-                _note_slow_close()
-        self.metrics.live_sockets.discard(sock)
-        self.metrics.pings_sent += sock.pings_sent
-        info = sock.close_info
-        self.metrics.socket_closed(info.kind if info else "dropped", info.code if info else None)
+        """Close the socket (cleanly, if it is still open) and account for how it ended, killed or not."""
+        try:
+            close_within(sock, CLEANUP_TIMEOUT_S)
+        finally:
+            self.metrics.live_sockets.discard(sock)
+            self.metrics.pings_sent += sock.pings_sent
+            info = sock.close_info
+            self.metrics.socket_closed(info.kind if info else "dropped", info.code if info else None)

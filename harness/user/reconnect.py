@@ -42,6 +42,7 @@ from harness.user.steps import Step, StepFailed, StepReporter
 
 log = logging.getLogger(__name__)
 GONE: Final = "conversation gone"  # the consumer's conversation is no longer open after a reconnect
+STOPPED: Final = "stopped"  # the run's end cut the reconnect short: an interrupt, not a loss
 _warned_short = False  # said once per process: the LP tokens live too short for --lp-token-refresh
 
 
@@ -132,7 +133,7 @@ class Reconnector:
             return sock
         if self.stopping.is_set():  # the run stopped mid-reconnect: not a measurement, not a loss
             self.metrics().reconnect.interrupted += 1
-            raise Lost("stopped")
+            raise Lost(STOPPED)
         self.metrics().reconnect.lost += 1
         self.steps.report(
             Step.RECONNECT,

@@ -14,6 +14,8 @@ reconcile steps + these calls with the ledger.
 
 from __future__ import annotations
 
+import itertools
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,6 +34,7 @@ from harness.settings import Settings
 from harness.user.backoff import TargetGuard, host_of
 from harness.user.journey import open_socket
 
+log = logging.getLogger(__name__)
 Count = Callable[[str], None]  # counts one call under its ledger target name
 CLOSE_TIMEOUT_S: Final = 5.0  # closing a visit's socket: no longer than this
 DISCOVERY_WAIT_S: Final = 1.0  # after the subscription's answer: how long its first push may take
@@ -151,12 +154,31 @@ class Revisit:
 
     def release(self, sock: ConsumerSocket) -> None:
         """Close a visit's socket within :data:`CLOSE_TIMEOUT_S`, else tear it down."""
-        if sock.open:
-            try:
-                with gevent.Timeout(CLOSE_TIMEOUT_S):
-                    sock.close(timeout=self.settings.request_timeout_s)
-            except (gevent.Timeout, ClientError):
-                sock.abort("close timed out")
+        close_within(sock, CLOSE_TIMEOUT_S, close_timeout=self.settings.request_timeout_s)
+
+
+_slow_closes = itertools.count(1)
+
+
+def close_within(sock: ConsumerSocket, timeout_s: float, *, close_timeout: float | None = None) -> None:
+    """Close ``sock`` cleanly within ``timeout_s``, else tear it down; a kill during the close tears it down too.
+
+    A slow close is said once, then every 1,000th: thousands of users stopping at once must not
+    flood the log.
+    """
+    if not sock.open:
+        return
+    try:
+        with gevent.Timeout(timeout_s):
+            sock.close(timeout=close_timeout if close_timeout is not None else timeout_s)
+    except (gevent.Timeout, ClientError):
+        sock.abort("close timed out")
+        n = next(_slow_closes)
+        if n == 1 or n % 1000 == 0:
+            log.warning("%d socket close(s) did not finish in %.0f s (the socket is torn down anyway)", n, timeout_s)
+    except gevent.GreenletExit:
+        sock.abort("stopped")
+        raise
 
 
 def expires_at(jwt: str) -> float:

@@ -24,8 +24,12 @@ RECONNECT = ["--lp-on-drop", "reconnect", "--lp-reconnect-delay", "0.05"]
 SUBSCRIBE = "cqm.SubscribeExConversations"
 
 
-def _reconciled(run: LocustRun, ledger: dict[str, Any]) -> None:
-    """Every call the emulator received was a step, a reconnect's, the cleanup's or the preflight's."""
+def _reconciled(run: LocustRun, ledger: dict[str, Any], *, left_open_because: str | None = None) -> None:
+    """Every call the emulator received was a step, a reconnect's, the cleanup's or the preflight's.
+
+    Nothing is left open, or (``left_open_because``: a fault that also meets every cleanup try)
+    exactly what the summary says it left open, all for that reason.
+    """
     summary = run.summary
     jsonschema.validate(summary, load_schema())
     reconnect, cleanup = summary["reconnect"]["calls"], summary["conversations"]["cleanup"]["calls"]
@@ -38,8 +42,12 @@ def _reconciled(run: LocustRun, ledger: dict[str, Any]) -> None:
     assert reconnect.get(SUBSCRIBE, 0) + cleanup.get(SUBSCRIBE, 0) == ledger["endpoints"].get(SUBSCRIBE, {}).get(
         "received", 0
     )
-    assert ledger["conversations"]["open"] == 0 and ledger["sockets"]["open"] == 0, ledger
-    assert summary["conversations"]["left_open"] == 0
+    conversations = summary["conversations"]
+    assert ledger["conversations"]["open"] == conversations["left_open"] and ledger["sockets"]["open"] == 0, ledger
+    if left_open_because is None:
+        assert conversations["left_open"] == 0, conversations
+    else:
+        assert set(conversations["left_open_reasons"]) <= {left_open_because}, conversations
 
 
 def test_a_4401_mid_hold_reauthenticates_and_resumes_the_same_conversation(emulator, tmp_path: Path) -> None:
@@ -68,11 +76,37 @@ def test_holds_longer_than_the_token_lifetime_complete_when_reconnecting(emulato
     summary, ledger = run.summary, emu.ledger()
     _reconciled(run, ledger)
     counts = summary["reconnect"]
-    assert counts["drops"] == counts["recovered"] == ledger["sockets"]["closed_by_server"]["4407"] > 0, counts
+    # every expiry is seen, and is a drop, even one that lands on the close or the run's stop
+    # (interrupted, not lost); but one between the close's answer and the socket's close: nothing to resume
+    expired = ledger["sockets"]["closed_by_server"]["4407"]
+    assert summary["sockets"]["server_closes"]["4407"] == expired > 0, summary["sockets"]
+    assert expired - 1 <= counts["drops"] <= expired, counts
+    assert counts["drops"] == counts["recovered"] + counts["interrupted"] and counts["recovered"] > 0, counts
     assert summary["phases"]["socket"]["failures"] == 0 and summary["steps"]["hold"]["failures"] == 0
+    assert summary["steps"]["close-conversation"]["failures"] == 0
     assert summary["steps"]["hold"]["count"] > 0
     # 4407: the identity was extended at the IDP, then authenticated
-    assert counts["calls"]["anonymous-authorize"] == counts["drops"] == ledger["identities"]["extended"]
+    assert counts["calls"]["anonymous-authorize"] == counts["reconnects"] == ledger["identities"]["extended"]
+
+
+def test_a_socket_closed_under_the_conversation_close_reconnects_and_closes_it_there(emulator, tmp_path: Path) -> None:
+    # Half the closes are answered with a server close (the close is not processed): the consumer
+    # comes back on its conversation and sends the close again; nothing fails, nothing is left.
+    emu = emulator("--fault", "cm.UpdateConversationField=close:4401,p=0.5")
+    run = run_locust([*QUICK, *RECONNECT, "--lp-hold", "0.2"], tmp_path, target=emu.url)
+    summary, ledger = run.summary, emu.ledger()
+    # a close the run's stop cuts short goes to the cleanup, whose tries meet the same fault
+    _reconciled(run, ledger, left_open_because="close 4401")
+    counts, socket = summary["reconnect"], summary["phases"]["socket"]
+    conversations = summary["conversations"]
+    # the closes the run's stop left to the cleanup meet the fault too: its failed tries, not drops
+    cleanup_closes = conversations["cleanup"]["failures"].get("close 4401", 0)
+    assert counts["drops"] + cleanup_closes == ledger["sockets"]["closed_by_server"]["4401"], (counts, conversations)
+    assert counts["drops"] == counts["recovered"] + counts["interrupted"] and counts["recovered"] > 0, counts
+    assert socket["failures"] == 0 and summary["steps"]["close-conversation"]["failures"] == 0, summary["steps"]
+    assert conversations["cleanup"]["conversations"] <= counts["interrupted"], conversations
+    assert ledger["conversations"]["closed"] == conversations["closed"], conversations
+    assert conversations["opened"] == conversations["closed"] + conversations["left_open"], conversations
 
 
 def test_a_token_is_renewed_before_it_expires_mid_hold(emulator, tmp_path: Path) -> None:
