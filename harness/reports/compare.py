@@ -361,6 +361,19 @@ def _sections(
                 alpha,
             )
         )
+    mb, mc = base.get("messages") or {}, candidate.get("messages") or {}
+    if mb.get("sent") or mc.get("sent"):  # sessions that talked (--lp-messages)
+        other.append(
+            ratio_row(
+                "messages lost_ratio",
+                _int(mb, "lost"),
+                _int(mb, "sent"),
+                _int(mc, "lost"),
+                _int(mc, "sent"),
+                tol,
+                alpha,
+            )
+        )
     return steps, phases, other
 
 

@@ -126,3 +126,13 @@ def test_per_metric_confidence_is_less_strict_than_family_wise() -> None:
     assert per["alpha_per_metric"] == pytest.approx(0.05)
     assert fam["alpha_per_metric"] == pytest.approx(0.05 / fam["judged_metrics"])
     assert fam["judged_metrics"] >= 8 * len(DEFAULT_STEPS)
+
+
+def test_a_rise_in_lost_messages_is_a_regression_of_the_run() -> None:
+    base, cand = make_summary(71), make_summary(72)
+    base["messages"] = {"sent": 20000, "received": 19990, "replied": 19990, "lost": 10}
+    cand["messages"] = {"sent": 20000, "received": 19400, "replied": 19400, "lost": 600}
+    result = compare(base, cand)
+    row = next(r for r in result["other"] if r["metric"] == "messages lost_ratio")
+    assert row["verdict"] == REGRESSED and "run messages lost_ratio" in result["regressions"], row
+    assert not any(r["metric"] == "messages lost_ratio" for r in compare(make_summary(71), make_summary(72))["other"])

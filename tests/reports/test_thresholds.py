@@ -191,3 +191,33 @@ def test_exit_codes_without_thresholds_follow_locust() -> None:
     errored["run"]["end_reason"] = "error"
     assert exitcodes.run_exit_code(errored) == exitcodes.ERROR
     assert len(set(exitcodes.DESCRIPTIONS)) == 8
+
+
+def _talking(seed: int, *, sent: int, lost: int) -> dict:
+    """A synthetic run whose sessions talked: a messages section and a message-round-trip step."""
+    summary = make_summary(seed)
+    summary["steps"]["message-round-trip"] = copy.deepcopy(summary["steps"]["connect"])
+    summary["messages"] = {"sent": sent, "received": sent - lost, "replied": sent - lost, "lost": lost}
+    return summary
+
+
+def test_the_messages_scope_reads_the_conversation_traffic() -> None:
+    summary = _talking(6, sent=400, lost=10)
+    trip = summary["steps"]["message-round-trip"]
+    cases = {
+        "messages:lost_ratio < 1%": 10 / 400,
+        "messages:reply_ratio > 0.99": 390 / 400,
+        "messages:lost < 1": 10,
+        "messages:sent_per_s > 1": 400 / summary["run"]["duration_s"],
+        "messages:p95 < 1": trip["p95_ms"],  # the round trip, publish to the agent's reply
+        "messages:max < 1": trip["max_ms"],
+    }
+    for text, expected in cases.items():
+        (result,) = T.evaluate([T.parse_cli_rule(text)], summary).results
+        assert result.value == pytest.approx(expected), text
+        assert result.metric.startswith(("messages.", "steps.message-round-trip")), result.metric
+    # a run whose sessions did not talk has no data for it: the rule fails at the end, saying so
+    (silent,) = T.evaluate([T.parse_cli_rule("messages:lost_ratio < 1%")], make_summary(6)).results
+    assert silent.status == "no data" and "messages.lost_ratio" in silent.message
+    with pytest.raises(T.ThresholdError, match="messages"):
+        T.parse_cli_rule("messages:drops < 1")  # not a metric of the scope: the error lists the scope's

@@ -2,7 +2,7 @@
 
 A rule is ``SCOPE: METRIC OP VALUE`` -- in a TOML file ``"authenticate" = ["p95 < 200"]``, on the
 command line ``--threshold 'authenticate:p95<200'``. Scopes: a step name (or ``step:NAME``, or
-``*`` for every step), ``phase:token``/``phase:socket``, ``sockets``, ``pings`` and ``run``. The
+``*`` for every step), ``phase:token``/``phase:socket``, ``sockets``, ``pings``, ``messages`` and ``run``. The
 grammar, the metrics of each scope and the abort options are documented in docs/reports.md.
 
 Pure functions over summary dicts: the Locust side builds the summary (final or partial) and hands it
@@ -13,7 +13,7 @@ One job per module: :mod:`.model` (rules, results), :mod:`.grammar` (rule text),
 (abort on fail), :mod:`.output` (terminal, JUnit). Import from here.
 """
 
-from harness.reports.thresholds.evaluate import OPS, PING_STEP, STORED_PERCENTILES, evaluate, metric_value, run_metric
+from harness.reports.thresholds.evaluate import OPS, SCOPE_STEPS, STORED_PERCENTILES, evaluate, metric_value, run_metric
 from harness.reports.thresholds.grammar import (
     KEYED_METRICS,
     LATENCY_SCOPES,
@@ -47,7 +47,7 @@ __all__ = [
     "MS",
     "NUMBER",
     "OPS",
-    "PING_STEP",
+    "SCOPE_STEPS",
     "RATIO",
     "RUN_FIELDS",
     "SCOPE_METRICS",

@@ -27,7 +27,8 @@ OPS: Final[dict[str, Callable[[float, float], bool]]] = {
 
 # summary keys that hold stored percentiles (anything else is computed from histogram_ms)
 STORED_PERCENTILES: Final = {q: key for key, q in MS_KEYS}
-PING_STEP: Final = "ping"  # the step whose latency is the pong round trip (the ``pings`` scope)
+# the steps whose latency the ``pings`` and ``messages`` scopes test: pong round trip, publish to reply
+SCOPE_STEPS: Final = {"pings": "ping", "messages": "message-round-trip"}
 
 
 def evaluate(rules: Sequence[Rule], summary: Mapping[str, Any], *, final: bool = True) -> ThresholdReport:
@@ -64,7 +65,7 @@ def metric_value(rule: Rule, summary: Mapping[str, Any]) -> tuple[float | None, 
     """The value a rule tests, and its path in summary.json (for messages and the ``metric`` field)."""
     scope, metric = rule.scope, rule.metric
     if scope in LATENCY_SCOPES and (rule.quantile is not None or metric in ("mean", "min", "max")):
-        name = rule.target if scope == "step" else PING_STEP
+        name = rule.target if scope == "step" else SCOPE_STEPS[scope]
         step = (summary.get("steps") or {}).get(name)
         return _latency(step, rule, f"steps.{name}")
     if scope == "step":
@@ -106,7 +107,25 @@ def metric_value(rule: Rule, summary: Mapping[str, Any]) -> tuple[float | None, 
             sent = pings.get("sent") or 0
             return ((pings.get("timeouts") or 0) / sent if sent else 0.0), "pings.timeouts / sent"
         return _num(pings.get(metric)), f"pings.{metric}"
+    if scope == "messages":
+        return _messages_metric(summary, metric)
     return run_metric(summary, metric)
+
+
+def _messages_metric(summary: Mapping[str, Any], metric: str) -> tuple[float | None, str]:
+    """The conversation traffic (``--lp-messages``): no data for a run whose sessions did not talk."""
+    messages = summary.get("messages")
+    if not messages or not messages.get("sent"):
+        return None, f"messages.{metric}"
+    sent = messages["sent"]
+    if metric == "lost_ratio":
+        return (messages.get("lost") or 0) / sent, "messages.lost / sent"
+    if metric == "reply_ratio":
+        return (messages.get("replied") or 0) / sent, "messages.replied / sent"
+    if metric == "sent_per_s":
+        duration = _num((summary.get("run") or {}).get("duration_s"))
+        return (sent / duration if duration else None), "messages.sent / run.duration_s"
+    return _num(messages.get(metric)), f"messages.{metric}"
 
 
 def run_metric(summary: Mapping[str, Any], metric: str) -> tuple[float | None, str]:

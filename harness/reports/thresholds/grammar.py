@@ -36,6 +36,15 @@ SCOPE_METRICS: Final[dict[str, dict[str, str]]] = {
         "drop_ratio": RATIO,
     },
     "pings": {"sent": NUMBER, "answered": NUMBER, "timeouts": NUMBER, "timeout_ratio": RATIO},
+    "messages": {
+        "sent": NUMBER,
+        "received": NUMBER,
+        "replied": NUMBER,
+        "lost": NUMBER,
+        "lost_ratio": RATIO,
+        "reply_ratio": RATIO,
+        "sent_per_s": NUMBER,
+    },
     "run": {
         "rps": NUMBER,
         "requests": NUMBER,
@@ -48,7 +57,8 @@ SCOPE_METRICS: Final[dict[str, dict[str, str]]] = {
     },
 }
 KEYED_METRICS: Final = {"category", "category_ratio", "server_closes"}  # may take ['key']; category* must
-LATENCY_SCOPES: Final = {"step", "pings"}  # pNN / mean / min / max (pings: the 'ping' step, i.e. pong RTT)
+# pNN / mean / min / max; pings: the 'ping' step (pong RTT), messages: 'message-round-trip'
+LATENCY_SCOPES: Final = {"step", "pings", "messages"}
 
 _EXPR = re.compile(
     r"""^\s*(?P<name>[A-Za-z_][A-Za-z0-9_]*(?:\.[0-9]+)?)\s*
@@ -69,11 +79,11 @@ DELAY_KEYS: Final = ("delayAbortEval", "delay_abort_eval", "delay-abort-eval")
 
 
 def parse_scope(key: str) -> tuple[str, str | None]:
-    """``authenticate`` / ``step:authenticate`` / ``*`` / ``phase:socket`` / ``sockets`` / ``pings`` / ``run``."""
+    """``authenticate`` / ``step:authenticate`` / ``*`` / ``phase:socket`` / ``sockets`` / ``pings`` / ``messages`` / ``run``."""
     k = key.strip()
     if not k:
-        raise ThresholdError("empty threshold scope (use a step name, phase:NAME, sockets, pings or run)")
-    if k in ("sockets", "pings", "run"):
+        raise ThresholdError("empty threshold scope (use a step name, phase:NAME, sockets, pings, messages or run)")
+    if k in ("sockets", "pings", "messages", "run"):
         return k, None
     if k.startswith("phase:"):
         name = k[len("phase:") :].strip()
