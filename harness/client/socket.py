@@ -77,6 +77,7 @@ class ConsumerSocket:
         "__weakref__",  # the user's live-socket registry (live ping counts)
         "_sock", "_fb", "_cont", "_wlock", "_reader",  # the connection, its frame reader and writer lock
         "_conn", "_closing", "_close_code", "_keepalive",  # protocol state: requests, close, pings
+        "_cut",  # the request its caller was killed waiting for: (type, waiter)
         "request_timeout", "on_notification", "on_pong", "on_pong_timeout", "on_close", "on_bad_frame",
         "close_info", "pings_sent", "pongs_received", "last_rtt", "bad_frames", "late_responses",
     )  # fmt: skip
@@ -117,6 +118,7 @@ class ConsumerSocket:
         self.bad_frames = 0
         self.late_responses = 0
         self._keepalive: Keepalive | None = None
+        self._cut: tuple[str, gevent.event.AsyncResult] | None = None
         if ping_interval and ping_interval > 0:
             self._keepalive = Keepalive(ping_interval, pong_timeout, clock())
         self._reader = gevent.spawn(self._read_loop)
@@ -137,16 +139,14 @@ class ConsumerSocket:
         headers: Iterable[str] = (),
         **options: Any,
     ) -> ConsumerSocket:
-        """Open ``url`` with ``Authorization: jwt <token>`` within ``timeout`` seconds (TCP + TLS + upgrade).
-
-        ``token`` None opens it with no Authorization header: the caller sends InitConnection.
+        """Open ``url`` with ``Authorization: jwt <token>`` (None: no header, InitConnection follows) in ``timeout`` s.
 
         Raises HandshakeRejected (upgrade answered with another status), Refused, Timeout,
         TlsError (certificate or TLS failure; ``verify_tls=False`` skips verification;
         ``ssl_context`` replaces the shared default context, e.g. one that trusts a private CA),
         Dropped (connection closed during the upgrade) or ClientError for anything else.
-        ``options`` are the socket's own keywords (``ping_interval``: None or 0 turns keepalive
-        pings off, ``pong_timeout``, ``request_timeout``, the ``on_*`` callbacks).
+        ``options``: the socket's own keywords (``ping_interval`` None or 0: no pings, ``pong_timeout``,
+        ``request_timeout``, the ``on_*`` callbacks).
         """
         sock, leftover = open_upgraded(
             url, token, timeout=timeout, verify_tls=verify_tls, ssl_context=ssl_context, headers=headers
@@ -191,6 +191,9 @@ class ConsumerSocket:
         except OSError as exc:
             self._conn.requests.cancel(entry.req_id)
             raise self._write_failed(exc) from None
+        except BaseException:  # the caller was killed: its answer may have arrived, or may yet
+            self._cut = (type_, waiter) if written else None
+            raise
         finally:
             timer.close()
         if not response.ok:
@@ -198,22 +201,26 @@ class ConsumerSocket:
         return response
 
     def pending_response(self, type_: str, timeout: float) -> Response | None:
-        """The 2xx response to a ``type_`` request still in flight after its caller was interrupted.
+        """The 2xx response to a ``type_`` request its caller was killed waiting for (answered or still due).
 
-        A user that Locust stops while the server is opening its conversation learns the id this
-        way and can close it, instead of leaving it open on the service. None when no such
-        request is pending, or it fails or gets no answer within ``timeout``.
+        A user Locust stops mid-request learns the conversation id or the close's outcome this way,
+        instead of leaving it open. None when there is none, or it fails or is unanswered in ``timeout``.
         """
         requests = self._conn.requests
-        for entry in list(requests.pending.values()):
-            if entry.type == type_ and entry.waiter is not None:
-                try:
-                    response: Response = entry.waiter.get(timeout=timeout)
-                except (gevent.Timeout, ClientError):
+        cut, self._cut = self._cut, None
+        waiter = cut[1] if cut is not None and cut[0] == type_ else None  # answered already, or still due
+        if waiter is None:
+            waiter = next((e.waiter for e in requests.pending.values() if e.type == type_ and e.waiter), None)
+        if waiter is None:
+            return None
+        try:
+            response: Response = waiter.get(timeout=timeout)
+        except (gevent.Timeout, ClientError):
+            for entry in list(requests.pending.values()):
+                if entry.waiter is waiter:
                     requests.cancel(entry.req_id)
-                    return None
-                return response if response.ok else None
-        return None
+            return None
+        return response if response.ok else None
 
     def send(self, type_: str, body: Any = None) -> str:
         """Send a request without waiting (its response, if any, is dropped); returns its id."""

@@ -266,24 +266,29 @@ class ConsumerUser(User):
         self.cleanup.run(Leftover(consumer, conv.id, first_pause))
 
     def _stopped_mid_session(self, conv: _Conversation, consumer: ConsumerIdentity) -> None:
-        """Killed by Locust mid-session: settle the conversation on this socket if it can, else by the cleanup."""
+        """Killed by Locust mid-session: settle the conversation on this socket if it can, else by the cleanup.
+
+        Every user is killed at once, so the answers queue: they get as long as a close gets
+        while the run stops (3x the request timeout). One frame on a socket that is already open
+        costs far less than the cleanup's new connection, which would only queue behind them.
+        """
         if conv.settled:
             return
-        sock = conv.sock
+        sock, wait_s = conv.sock, self.settings.request_timeout_s * STOP_CLOSE_FACTOR
         if sock is not None and sock.open:
             if conv.closing:  # the close was sent: its answer says whether it closed
-                closed = sock.pending_response(MessageType.UPDATE_CONVERSATION_FIELD, CLEANUP_TIMEOUT_S)
+                closed = sock.pending_response(MessageType.UPDATE_CONVERSATION_FIELD, wait_s)
                 if closed is not None:
                     conv.settled = True
                     self.metrics.conversations.closed_one()
                     return
             elif conv.id is None and conv.requested:  # stopped while the server opened one: learn its id
-                opened = sock.pending_response(MessageType.REQUEST_CONVERSATION, CLEANUP_TIMEOUT_S)
+                opened = sock.pending_response(MessageType.REQUEST_CONVERSATION, wait_s)
                 conv.id = conversation_id_of(opened.body) if opened is not None else None
                 if conv.id is not None:
                     conv.requested = False
                     self.metrics.conversations.opened_one()
-            if conv.id is not None and not conv.closing and self._close_conversation_quietly(sock, conv.id):
+            if conv.id is not None and not conv.closing and self._close_conversation_quietly(sock, conv.id, wait_s):
                 conv.settled = True
                 self.metrics.conversations.closed_one()
                 return
@@ -412,14 +417,10 @@ class ConsumerUser(User):
         failure = StepFailed(Step.PING, "pong timeout")
         self.steps.report(Step.PING, timeout_s * 1000.0, start_time=time.time() - timeout_s, exception=failure)
 
-    def _close_conversation_quietly(self, sock: ConsumerSocket, conversation_id: str) -> bool:
+    def _close_conversation_quietly(self, sock: ConsumerSocket, conversation_id: str, wait_s: float) -> bool:
         try:
-            with gevent.Timeout(CLEANUP_TIMEOUT_S), self.steps.measure(Step.CLOSE_CONVERSATION, categorize):
-                sock.request(
-                    MessageType.UPDATE_CONVERSATION_FIELD,
-                    close_conversation_body(conversation_id),
-                    timeout=self.settings.request_timeout_s,
-                )
+            with gevent.Timeout(wait_s), self.steps.measure(Step.CLOSE_CONVERSATION, categorize):
+                sock.request(MessageType.UPDATE_CONVERSATION_FIELD, close_conversation_body(conversation_id), timeout=wait_s)
         except (StepFailed, gevent.Timeout):
             log.debug("closing conversation while stopping failed", exc_info=True)
             return False

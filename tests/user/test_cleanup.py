@@ -72,3 +72,17 @@ def test_without_cleanup_the_report_says_what_was_left_open(emulator, tmp_path: 
     assert ours["left_open"] == ledger["conversations"]["open"] > 0
     assert ours["left_open_reasons"] == {"cleanup off": ours["left_open"]}
     assert "left open (cleanup off" in run.output
+
+
+def test_users_killed_at_the_stop_close_their_conversations_on_their_own_sockets(emulator, tmp_path: Path) -> None:
+    """No --stop-timeout: Locust kills every user at once, mid-hold or mid-close. Each closes its
+    conversation on the socket it holds (or learns that the close it had sent was answered), so
+    the cleanup's new connections, which would only queue behind them, are not needed."""
+    emu = emulator()
+    args = ["-u", "100", "-r", "100", "-t", "3s", "--lp-hold", "60", "--lp-request-timeout", "2"]
+    run = run_locust(args, tmp_path, target=emu.url)
+    ours, ledger = run.summary["conversations"], emu.ledger()
+    assert ledger["conversations"]["open"] == 0 and ledger["sockets"]["open"] == 0, ledger["conversations"]
+    assert ours["opened"] == ours["closed"] == ledger["conversations"]["closed"] == 100, ours
+    assert ours["closed_by_cleanup"] == ours["cleanup"]["conversations"] == 0, ours
+    assert ledger["sockets"]["accepted"] == run.summary["steps"]["connect"]["count"] == 100
