@@ -122,6 +122,11 @@ def add_compare_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     p.add_argument("--force", action="store_true", help="compare even when target, scenario or users differ")
     p.add_argument(
+        "--trust-saturated",
+        action="store_true",
+        help="judge latency and throughput even when a run's load generator was saturated",
+    )
+    p.add_argument(
         "--fail-on-regression", action="store_true", help=f"exit {exitcodes.REGRESSION} when any metric regressed"
     )
     p.add_argument("--out", metavar="DIR", help="write compare.html, compare.md and compare.json here")
@@ -152,7 +157,7 @@ def _run_compare(args: argparse.Namespace) -> int:
         family_wise=not args.per_metric,
     )
     try:
-        result = compare(base, cand, tol, force=args.force)
+        result = compare(base, cand, tol, force=args.force, trust_saturated=args.trust_saturated)
     except NotComparable as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         for m in exc.comparability.refusals:
@@ -281,6 +286,7 @@ def _check_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _run_check(args: argparse.Namespace) -> int:
+    from harness.reports.summary import generator_verdict
     from harness.reports.thresholds import evaluate, junit_xml, load_rules, terminal_table
 
     summary = load_summary(args.run)
@@ -290,7 +296,8 @@ def _run_check(args: argparse.Namespace) -> int:
     report = evaluate(rules, summary)
     print(terminal_table(report))
     if args.junit:
-        _write(args.junit, junit_xml(report, run_id=(summary.get("run") or {}).get("id")))
+        run_id = (summary.get("run") or {}).get("id")
+        _write(args.junit, junit_xml(report, run_id=run_id, generator=generator_verdict(summary)))
     return exitcodes.OK if report.passed else exitcodes.THRESHOLDS_FAILED
 
 

@@ -21,7 +21,7 @@ from typing import Any, Final
 
 from harness.reports import histogram as H
 from harness.reports import inference
-from harness.reports.comparability import NotComparable, Tolerance, check_comparable
+from harness.reports.comparability import Mismatch, NotComparable, Tolerance, check_comparable
 from harness.reports.percentiles import QUANTILES, display, ms_key
 
 __all__ = [
@@ -233,18 +233,45 @@ def _pct(level: float) -> str:
 
 
 def compare(
-    base: Mapping[str, Any], candidate: Mapping[str, Any], tolerance: Tolerance | None = None, *, force: bool = False
+    base: Mapping[str, Any],
+    candidate: Mapping[str, Any],
+    tolerance: Tolerance | None = None,
+    *,
+    force: bool = False,
+    trust_saturated: bool = False,
 ) -> dict[str, Any]:
-    """The comparison of two summaries (a JSON-ready dict). Raises NotComparable unless ``force``."""
+    """The comparison of two summaries (a JSON-ready dict). Raises NotComparable unless ``force``.
+
+    A run whose load generator was saturated measured its own queueing too: unless
+    ``trust_saturated``, no step's latency or throughput is called regressed on its strength
+    (those rows read n/a, saying why), and the comparison says which run it was.
+    """
     tol = tolerance or Tolerance()
     comp = check_comparable(base, candidate, tol)
     if not comp.comparable and not force:
         raise NotComparable(comp)
+    saturated = {
+        side: summary["load_generator"]
+        for side, summary in (("base", base), ("candidate", candidate))
+        if (summary.get("load_generator") or {}).get("verdict") == "saturated"
+    }
+    for side, generator in saturated.items():
+        comp.warnings.append(
+            Mismatch(
+                "load generator",
+                "saturated" if side == "base" else "-",
+                "saturated" if side == "candidate" else "-",
+                f"the {side} run's generator was saturated {generator.get('saturated_share', 0):.1%} of it; "
+                + ("judged anyway (--trust-saturated)" if trust_saturated else "its latency regressions are not called"),
+            )
+        )
     family = 1.0 - tol.confidence
     first = _sections(base, candidate, tol, family)  # pass 1: which metrics can be judged at all
     judged = sum(1 for _, r in _labelled(*first) if r["base"] is not None and r["candidate"] is not None)
     alpha = family / judged if tol.family_wise and judged else family
     steps, phases, other = _sections(base, candidate, tol, alpha) if alpha != family else first
+    if saturated and not trust_saturated:
+        _untrusted(steps, sorted(saturated))
     rows = [r for _, r in _labelled(steps, phases, other)]
     counts = {v: sum(1 for r in rows if r["verdict"] == v) for v in (REGRESSED, IMPROVED, UNCHANGED, NA)}
     regressions = [
@@ -270,7 +297,18 @@ def compare(
         "regressions": regressions,
         "improvements": improvements,
         "regressed": bool(regressions),
+        "saturated_runs": sorted(saturated),
+        "trust_saturated": trust_saturated,
     }
+
+
+def _untrusted(steps: dict[str, Any], sides: list[str]) -> None:
+    """A saturated run's slower steps are its generator's queueing as much as the target's: n/a."""
+    why = f"not judged: the {' and '.join(sides)} run's load generator was saturated (--trust-saturated judges it)"
+    for step in steps.values():
+        for row in step["metrics"]:
+            if row["verdict"] == REGRESSED and row["unit"] in ("ms", "1/s"):
+                row["verdict"], row["why"] = NA, why
 
 
 def _sections(
@@ -335,45 +373,15 @@ def _sections(
             "categories": categories,
         }
     other = []
-    kb, kc = base.get("sockets") or {}, candidate.get("sockets") or {}
-    if kb or kc:
-        other.append(
-            ratio_row(
-                "sockets drop_ratio",
-                _int(kb, "drops"),
-                _int(kb, "opened"),
-                _int(kc, "drops"),
-                _int(kc, "opened"),
-                tol,
-                alpha,
-            )
-        )
-    gb, gc = base.get("pings") or {}, candidate.get("pings") or {}
-    if gb or gc:
-        other.append(
-            ratio_row(
-                "pings timeout_ratio",
-                _int(gb, "timeouts"),
-                _int(gb, "sent"),
-                _int(gc, "timeouts"),
-                _int(gc, "sent"),
-                tol,
-                alpha,
-            )
-        )
-    mb, mc = base.get("messages") or {}, candidate.get("messages") or {}
-    if mb.get("sent") or mc.get("sent"):  # sessions that talked (--lp-messages)
-        other.append(
-            ratio_row(
-                "messages lost_ratio",
-                _int(mb, "lost"),
-                _int(mb, "sent"),
-                _int(mc, "lost"),
-                _int(mc, "sent"),
-                tol,
-                alpha,
-            )
-        )
+    for section, metric, part, whole in (
+        ("sockets", "drop_ratio", "drops", "opened"),
+        ("pings", "timeout_ratio", "timeouts", "sent"),
+        ("messages", "lost_ratio", "lost", "sent"),  # only where sessions talked (--lp-messages)
+    ):
+        xb, xc = base.get(section) or {}, candidate.get(section) or {}
+        if (xb or xc) and (section != "messages" or xb.get("sent") or xc.get("sent")):
+            row = ratio_row(f"{section} {metric}", _int(xb, part), _int(xb, whole), _int(xc, part), _int(xc, whole), tol, alpha)
+            other.append(row)
     return steps, phases, other
 
 

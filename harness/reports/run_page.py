@@ -15,10 +15,12 @@ from harness.reports import svg
 from harness.reports.pages import render
 from harness.reports.percentiles import QUANTILES, display, ms_key
 from harness.reports.render import value_text
+from harness.reports.summary import verdict_line
 
 PCTS: Final = tuple((display(q), ms_key(q)) for q in QUANTILES)  # (("p50", "p50_ms"), ..., ("p99.9", ...))
 MARKED_QUANTILE: Final = 0.95  # the dashed line on each distribution
 BAD_ENDS: Final = ("error", "threshold abort", "target down", "sigterm", "sigint")
+HELD_STEPS: Final = ("hold",)  # seconds long: charted apart from the requests' milliseconds
 
 
 def run_html(summary: Mapping[str, Any]) -> str:
@@ -48,11 +50,50 @@ def run_html(summary: Mapping[str, Any]) -> str:
             for n, p in phases.items()
         ],
         other_rows=[
-            ["sockets", ", ".join(f"{k} {v}" for k, v in (summary.get("sockets") or {}).items())],
+            [
+                "sockets",
+                ", ".join(f"{k} {v}" for k, v in (summary.get("sockets") or {}).items() if k != "server_closes"),
+            ],
             ["pings", ", ".join(f"{k} {v}" for k, v in (summary.get("pings") or {}).items())],
         ],
+        server_closes=sorted([code, n] for code, n in ((summary.get("sockets") or {}).get("server_closes") or {}).items()),
+        generator=_generator(summary.get("load_generator")),
         charts=_charts(steps, phases),
     )
+
+
+def _generator(section: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The load generator's verdict, when it was saturated, and each process's health."""
+    if not section:
+        return None
+    return {
+        "verdict": section.get("verdict"),
+        "saturated": section.get("verdict") == "saturated",
+        "line": verdict_line(section),
+        "periods": [
+            [p.get("from_s"), p.get("to_s"), ", ".join(p.get("processes") or []), "; ".join(p.get("reasons") or [])]
+            for p in section.get("saturated_periods") or []
+        ],
+        "header": ["process", "CPU mean", "CPU max", "loop lag mean", "p99", "max", "RSS max", "open files", "saturated"],
+        "rows": [
+            [
+                r.get("id"),
+                _percent(r.get("cpu_percent_mean")),
+                _percent(r.get("cpu_percent_max")),
+                value_text(r.get("loop_lag_mean_ms"), "ms"),
+                value_text(r.get("loop_lag_p99_ms"), "ms"),
+                value_text(r.get("loop_lag_max_ms"), "ms"),
+                f"{(r.get('rss_max_bytes') or 0) / 1e6:.0f} MB",
+                f"{r.get('fds_max')} of {r.get('fd_limit') or '-'}",
+                f"{r.get('saturated_s') or 0:g} s",
+            ]
+            for r in section.get("processes") or []
+        ],
+    }
+
+
+def _percent(value: float | None) -> str:
+    return "-" if value is None else f"{value:g}%"
 
 
 def _thresholds(section: Mapping[str, Any] | None) -> dict[str, Any] | None:
@@ -90,14 +131,21 @@ def _step_row(name: str, s: Mapping[str, Any]) -> list[Any]:
 
 
 def _charts(steps: Mapping[str, Any], phases: Mapping[str, Any]) -> list[Markup]:
-    names = list(steps)
+    # the hold lasts seconds and the requests milliseconds: on one axis the hold would flatten them
     charts = [
         svg.bar_chart(
-            "latency per step",
+            title,
             names,
             [(label, svg.PALETTE[i], [steps[n].get(key) for n in names]) for i, (label, key) in enumerate(PCTS[:4])],
             unit="ms",
-        ),
+        )
+        for title, names in (
+            ("latency per step", [n for n in steps if n not in HELD_STEPS]),
+            ("hold", [n for n in steps if n in HELD_STEPS]),
+        )
+        if names
+    ]
+    charts += [
         svg.bar_chart(
             "phase failure rate",
             list(phases),

@@ -25,8 +25,8 @@ def build_summary(
 
     ``conversations`` (opened, closed, left open and why, the cleanup's calls), ``backoff``
     (pauses, breaker trips), ``reconnect`` (drops, tries, recovered, lost) and ``messages``
-    (sent, received, replied, lost, receipts, typing) are optional: summaries written before
-    they existed have none of them.
+    (sent, received, replied, lost, receipts, typing) and ``load_generator`` (the generator's
+    health and the run's verdict) are optional: summaries written before they existed have none.
     """
     summary = {
         "format": FORMAT,
@@ -38,7 +38,7 @@ def build_summary(
         "pings": metrics["pings"],
         "thresholds": thresholds,
     }
-    for optional in ("conversations", "backoff", "reconnect", "messages"):
+    for optional in ("conversations", "backoff", "reconnect", "messages", "load_generator"):
         if metrics.get(optional) is not None:
             summary[optional] = metrics[optional]
     return summary
@@ -106,6 +106,9 @@ def terminal_table(summary: dict[str, Any]) -> str:
             f"messages: {messages['sent']} sent, {messages['replied']} replied, {messages['lost']} lost; "
             f"{messages['received']} agent messages received, {receipts} receipts sent"
         )
+    generator = verdict_line(summary.get("load_generator"))
+    if generator:
+        lines.append(generator)
     lines.append(f"run {run['id']} ({run.get('end_reason') or 'running'}), reports in {run.get('reports_dir', '-')}")
     return "\n".join(lines)
 
@@ -125,3 +128,29 @@ def _table(rows: list[tuple[str, ...]]) -> list[str]:
             )
         )
     return out
+
+
+def verdict_line(generator: dict[str, Any] | None) -> str | None:
+    """The terminal's line about the load generator (None for summaries without the section)."""
+    if not generator:
+        return None
+    total = generator.get("total") or {}
+    lag = total.get("loop_lag_p99_ms")
+    health = f"peak CPU {total.get('cpu_percent_max') or 0:.0f}%" + (
+        f", loop lag p99 {lag:.0f} ms" if lag is not None else ""
+    )
+    if generator.get("verdict") != "saturated":
+        return f"load generator: trustworthy ({health})"
+    when = ", ".join(f"{p['from_s']:.0f}-{p['to_s']:.0f} s" for p in generator["saturated_periods"][:5])
+    return (
+        f"load generator: SATURATED {generator['saturated_share']:.1%} of the run ({when}; {health}): "
+        f"{'; '.join(generator['reasons'][:3])} -- its latencies include its own queueing; "
+        "add processes (--processes N) or lower users per process"
+    )
+
+
+def generator_verdict(summary: dict[str, Any]) -> tuple[str, str] | None:
+    """(verdict, its terminal line) for JUnit; None for summaries without the section."""
+    section = summary.get("load_generator")
+    line = verdict_line(section)
+    return None if not section or line is None else (str(section.get("verdict")), line)

@@ -24,6 +24,7 @@ from locust.runners import MasterRunner
 import harness
 from harness.reports.percentiles import MS_KEYS
 from harness.reports.summary import build_summary
+from harness.user import loadgen
 from harness.user.state import merged_metrics, state_of
 from harness.user.steps import STEP_ORDER, STEP_PHASES
 
@@ -104,7 +105,11 @@ def run_metadata(environment: Environment) -> dict[str, Any]:
 
 def current_summary(environment: Environment) -> dict[str, Any]:
     """The run so far as a summary (no ``thresholds`` verdict: :mod:`harness.user.gate` adds it)."""
-    return build_summary(run_metadata(environment), collect_steps(environment), merged_metrics(environment))
+    state = state_of(environment)
+    metrics = merged_metrics(environment)
+    started = state.started_at or environment.runner.stats.start_time
+    metrics["load_generator"] = loadgen.summary_section(environment, started, state.ended_at or time.time())
+    return build_summary(run_metadata(environment), collect_steps(environment), metrics)
 
 
 def end_reason(environment: Environment) -> str:

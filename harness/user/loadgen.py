@@ -29,6 +29,8 @@ import psutil
 from gevent.event import Event
 from locust.runners import MasterRunner, WorkerRunner
 
+from harness.user.loadhealth import RunHealth, add_sample, section
+
 log = logging.getLogger("lp-harness")
 
 TICK_S: Final = 0.25  # the lag timer's period: short enough to see a busy loop, cheap enough to ignore
@@ -39,6 +41,7 @@ LAG_SATURATED_MS: Final = 50.0  # mean lateness of the loop over the window
 LAG_SPIKE_MS: Final = 250.0  # a single late wake-up this long is reported (not counted as saturation)
 FD_WARN_FRACTION: Final = 0.9  # open descriptors at 90% of the soft limit: new sockets will soon fail
 STALE_AFTER_S: Final = 15.0  # a worker snapshot older than this is shown as stale
+SAMPLE_INTERVAL_S: Final = 10.0  # the run over time: one sample of every process's total this often
 
 
 def fd_limit() -> int | None:
@@ -91,6 +94,11 @@ class LoadGenMonitor:
         self._was_saturated = False
         self._cpu_primed = False
         self.ticked = Event()  # set after each lag measurement (tests wait on it)
+        self.health = RunHealth(started_at=time.time())  # since the test started (reset_run)
+
+    def reset_run(self) -> None:
+        """A new test: the run-long health starts again (the live numbers carry on)."""
+        self.health = RunHealth(started_at=time.time())
 
     # --- running
     def start(self) -> LoadGenMonitor:
@@ -123,6 +131,7 @@ class LoadGenMonitor:
                 self._sample()
 
     def record_lag(self, now: float, lag_ms: float) -> None:
+        self.health.record_lag(lag_ms)
         self._lags.append((now, lag_ms))
         while self._lags and self._lags[0][0] < now - WINDOW_S:
             self._lags.popleft()
@@ -145,6 +154,10 @@ class LoadGenMonitor:
             return
         self._sampled_at = time.time()
         saturated, reasons = assess(self.snapshot())
+        cpu_now = self._cpu if cpu and self._cpu_primed else None
+        self.health.record_sample(
+            self._sampled_at, self.cpu_sample_s, cpu_now, self._rss, self._fds, reasons if saturated else None
+        )
         if saturated and not self._was_saturated:
             log.warning(
                 "load generator saturated (%s pid %s): %s -- its latency numbers are inflated; "
@@ -174,6 +187,7 @@ class LoadGenMonitor:
             "at": self._sampled_at or time.time(),
         }
         data["saturated"], data["reasons"] = assess(data)
+        data["run"] = self.health.to_dict()
         return data
 
 
@@ -225,7 +239,60 @@ def register(environment: Any) -> LoadGenMonitor:
     if role == "master":
         events.worker_report.add_listener(on_worker_report)
     events.quitting.add_listener(lambda **_: monitor.stop())
+    environment.lp_loadgen_samples = []
+    sampler: list[gevent.Greenlet] = []
+
+    def on_test_start(**_: Any) -> None:
+        monitor.reset_run()
+        if role != "worker":  # the coordinator keeps the run over time
+            environment.lp_loadgen_samples = []
+            environment.lp_loadgen_started = time.time()
+            sampler[:] = [gevent.spawn(_sample_every, environment, SAMPLE_INTERVAL_S)]
+
+    def on_test_stop(**_: Any) -> None:
+        for greenlet in sampler:
+            greenlet.kill(block=False)
+        sampler.clear()
+
+    events.test_start.add_listener(on_test_start)
+    events.test_stop.add_listener(on_test_stop)
     return monitor
+
+
+def _sample_every(environment: Any, interval_s: float) -> None:
+    while True:
+        gevent.sleep(interval_s)
+        _take_sample(environment)
+
+
+def _take_sample(environment: Any) -> None:
+    add_sample(environment.lp_loadgen_samples, _sample_now(environment))
+
+
+def _sample_now(environment: Any) -> dict[str, Any]:
+    """Every process's total now, as one sample of the run over time."""
+    view = merged(environment)
+    total_ = view["total"]
+    return {
+        "t_s": round(time.time() - getattr(environment, "lp_loadgen_started", time.time()), 1),
+        "cpu_percent": total_["cpu_percent"],
+        "loop_lag_ms": total_["lag_ms"],
+        "loop_lag_max_ms": total_["lag_max_ms"],
+        "rss_bytes": total_["rss_bytes"],
+        "fds": total_["fds"],
+        "saturated": view["saturated"],
+    }
+
+
+def summary_section(environment: Any, started: float, ended: float) -> dict[str, Any] | None:
+    """``summary.json``'s ``load_generator`` (None where no monitor runs, e.g. a library use)."""
+    if monitor_of(environment) is None:
+        return None
+    view = merged(environment)
+    limits = {"cpu_percent": CPU_SATURATED, "loop_lag_ms": LAG_SATURATED_MS, "window_s": WINDOW_S}
+    samples = list(getattr(environment, "lp_loadgen_samples", []))
+    add_sample(samples, _sample_now(environment))  # and where the run stands now
+    return section(view["processes"], started, ended, samples, SAMPLE_INTERVAL_S, limits)
 
 
 def merged(environment: Any) -> dict[str, Any]:

@@ -25,7 +25,7 @@ from locust.html import get_html_report
 
 from harness.reports import exitcodes, thresholds
 from harness.reports.run_page import run_html
-from harness.reports.summary import terminal_table
+from harness.reports.summary import generator_verdict, terminal_table
 from harness.settings import SettingsError
 from harness.user import gate, workers
 from harness.user.collect import current_summary, end_reason
@@ -73,7 +73,7 @@ def write_reports(environment: Environment, final: bool = False) -> str | None:
         text = terminal_table(summary) + workers.lost_lines(summary)
         if report is not None:
             text += "\n\n" + thresholds.terminal_table(report)
-            _write(folder / "junit.xml", thresholds.junit_xml(report, run_id=summary["run"]["id"]))
+            _write(folder / "junit.xml", thresholds.junit_xml(report, run_id=summary["run"]["id"], generator=generator_verdict(summary)))
         _write(folder / "summary.txt", text + "\n")
         _write(folder / "report.html", run_html(summary))
         _write(folder / "locust_report.html", get_html_report(environment, show_download_link=False))

@@ -8,6 +8,7 @@ lets the JSON endpoint, the table and the tests share one source of truth.
 
 from __future__ import annotations
 
+import time
 from typing import Any, Final
 
 from locust.runners import MasterRunner
@@ -57,12 +58,25 @@ def build_view(environment: Any) -> dict[str, Any]:
         "sockets": sockets,
         "pings": {**(metrics["pings"] if metrics else {}), "rtt": ping_rtt(environment)},
         "loadgen": loadgen.merged(environment),
+        "generator": _run_verdict(environment),
         "conversations": (metrics or {}).get("conversations", {}),
         "reconnect": (metrics or {}).get("reconnect", {}),
         "messages": (metrics or {}).get("messages", {}),
         "lost_workers": list(state_of(environment).lost_workers.values()),
         "refresh_s": REFRESH_S,
     }
+
+
+def _run_verdict(environment: Any) -> dict[str, Any] | None:
+    """The run so far's load generator verdict (the report's), or None before a test started."""
+    started = state_of(environment).started_at
+    if not started:
+        return None
+    section = loadgen.summary_section(environment, started, state_of(environment).ended_at or time.time())
+    if section is None:
+        return None
+    keys = ("verdict", "saturated_share", "saturated_s", "saturated_periods", "reasons")
+    return {k: section[k] for k in keys}
 
 
 # ---------------------------------------------------------------------------- table rows
@@ -118,6 +132,12 @@ def table_rows(view: dict[str, Any]) -> list[dict[str, Any]]:
         rows.append(_row("load generator", "status", "⚠ SATURATED", health["warning"] or ""))
     else:
         rows.append(_row("load generator", "status", "OK", "; ".join(health["notes"]) or "not saturated"))
+    generator = view.get("generator")
+    if generator:
+        periods = ", ".join(f"{p['from_s']:.0f}-{p['to_s']:.0f} s" for p in generator["saturated_periods"][:5])
+        verdict = generator["verdict"]
+        detail = f"saturated {_pct(generator['saturated_share'])} of the run: {periods}" if periods else "never saturated"
+        rows.append(_row("load generator", "this run", verdict, detail))
     rows.append(
         _row(
             "run",

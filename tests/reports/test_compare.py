@@ -136,3 +136,17 @@ def test_a_rise_in_lost_messages_is_a_regression_of_the_run() -> None:
     row = next(r for r in result["other"] if r["metric"] == "messages lost_ratio")
     assert row["verdict"] == REGRESSED and "run messages lost_ratio" in result["regressions"], row
     assert not any(r["metric"] == "messages lost_ratio" for r in compare(make_summary(71), make_summary(72))["other"])
+
+
+def test_a_saturated_run_is_marked_and_its_slower_steps_are_not_called_regressed() -> None:
+    base = make_summary(81)
+    cand = make_summary(82, shift_ms={"authenticate": 50.0})
+    cand["load_generator"] = {"verdict": "saturated", "saturated_share": 0.25, "reasons": ["local: CPU 99% >= 90%"]}
+    result = compare(base, cand)
+    auth = next(r for r in result["steps"]["authenticate"]["metrics"] if r["metric"] == "p50")
+    assert auth["verdict"] == NA and "saturated" in auth["why"], auth
+    assert not any(name.startswith("authenticate") for name in result["regressions"]), result["regressions"]
+    assert result["saturated_runs"] == ["candidate"]
+    assert any("candidate run's generator was saturated 25.0%" in w["text"] for w in result["comparability"]["warnings"])
+    trusted = compare(base, cand, trust_saturated=True)  # asked to: judged as any run
+    assert verdicts(trusted, "authenticate")["p50"] == REGRESSED and trusted["trust_saturated"]

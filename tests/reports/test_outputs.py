@@ -116,6 +116,32 @@ def test_run_page_says_how_the_run_ended() -> None:
     assert "sigterm" in html and "Thresholds" in html
 
 
+def test_run_page_shows_the_generator_verdict_the_hold_apart_and_the_server_closes() -> None:
+    summary = make_summary(21, steps={"connect": ("socket", 60.0, 0.4), "hold": ("socket", 30000.0, 0.01)})
+    summary["sockets"]["server_closes"] = {"4401": 7, "1011": 2}
+    summary["load_generator"] = {
+        "verdict": "saturated",
+        "reasons": ["local: CPU 97% >= 90%"],
+        "saturated_s": 12.0,
+        "saturated_share": 0.1,
+        "saturated_periods": [{"from_s": 30.0, "to_s": 42.0, "processes": ["local"], "reasons": ["CPU 97% >= 90%"]}],
+        "processes": [{"id": "local", "cpu_percent_mean": 60.0, "cpu_percent_max": 97.0, "loop_lag_mean_ms": 9.0,
+                       "loop_lag_p99_ms": 120.0, "loop_lag_max_ms": 400.0, "rss_max_bytes": 9e7, "fds_max": 510,
+                       "fd_limit": 20000, "saturated_s": 12.0}],
+        "total": {"cpu_percent_max": 97.0, "loop_lag_p99_ms": 120.0},
+    }
+    html = run_page.run_html(summary)
+    root = well_formed(html)
+    titles = [chart.find("{http://www.w3.org/2000/svg}title").text for chart in charts(root)]
+    assert titles[:2] == ["latency per step", "hold"], titles  # seconds apart from milliseconds
+    assert len(charts(root)) == 3 + len(summary["steps"])  # requests, hold, phases, one distribution per step
+    cells = [td.text for td in root.iter("td")]
+    assert cells[cells.index("4401") : cells.index("4401") + 2] == ["4401", "7"] and "1011" in cells
+    assert "{" not in " ".join(c or "" for c in cells)  # no raw mapping printed
+    assert "Load generator: saturated" in html and "SATURATED 10.0% of the run (30-42 s" in html
+    assert "CPU 97% &gt;= 90%" in html and "400 ms" in cells
+
+
 def test_reports_wing_imports_neither_locust_nor_gevent() -> None:
     code = (
         "import sys\n"

@@ -39,6 +39,11 @@ def _check_lost_run(master: Live, code: int, killed_pid: int, reports: Path) -> 
     assert lost[0]["last_report"]["socket_sessions"] >= PER_WORKER and lost[0]["lost_at"], lost
     assert summary["phases"]["socket"]["lost"] == PER_WORKER, summary["phases"]["socket"]
     assert summary["run"]["processes"] == 2
+    # the generator's health: the master's own and each worker's, sent with its reports (the lost
+    # one's until it was lost)
+    rows = {r["id"]: r for r in summary["load_generator"]["processes"]}
+    assert "master" in rows and any(i.startswith("worker") for i in rows), rows
+    assert all(r["loop_lag_p99_ms"] is not None for r in rows.values()), json.dumps(list(rows.values()))
     assert f"pid {killed_pid}" in (folder / "summary.txt").read_text()
     assert load_summary(folder)["run"]["lost_workers"] == lost  # the readers take the new fields
     assert "Traceback" not in master.output

@@ -94,6 +94,17 @@ def test_stats_requests_carries_the_tab_rows(env):
     assert view["loadgen"]["processes"][0]["pid"] > 0
 
 
+def test_the_tab_shows_the_run_so_fars_generator_verdict_with_when(env):
+    client = env.web_ui.app.test_client()
+    assert ("load generator", "this run") not in _rows(client.get("/stats/requests").get_json()["extended_stats"][0]["data"])
+    monitor = loadgen.monitor_of(env)
+    state.state_of(env).started_at = monitor.health.started_at = time.time() - 30
+    monitor.health.record_sample(time.time() - 10, 2.0, 97.0, 1, 1, ["CPU 97% >= 90%"])  # saturated 18-20 s in
+    rows = _rows(client.get("/stats/requests").get_json()["extended_stats"][0]["data"])
+    cell = rows["load generator", "this run"]
+    assert cell["value"] == "saturated" and cell["detail"].startswith("saturated 6.") and "18-20 s" in cell["detail"]
+
+
 def test_ping_rtt_shows_p50_to_p99(env):
     """The percentiles come from harness.reports.percentiles; the tab keeps its rows and keys."""
     for ms in (1, 2, 3):

@@ -109,7 +109,29 @@ def metric_value(rule: Rule, summary: Mapping[str, Any]) -> tuple[float | None, 
         return _num(pings.get(metric)), f"pings.{metric}"
     if scope == "messages":
         return _messages_metric(summary, metric)
+    if scope == "load_generator":
+        return _generator_metric(summary, metric)
     return run_metric(summary, metric)
+
+
+_GENERATOR_FIELDS: Final = {
+    "loop_lag_mean": "loop_lag_mean_ms",
+    "loop_lag_p99": "loop_lag_p99_ms",
+    "loop_lag_max": "loop_lag_max_ms",
+    "cpu_max": "cpu_percent_max",
+}
+
+
+def _generator_metric(summary: Mapping[str, Any], metric: str) -> tuple[float | None, str]:
+    """The generator's health over the run: the share saturated, and the worst process's loop lag and CPU."""
+    generator = summary.get("load_generator")
+    if not generator:
+        return None, f"load_generator.{metric}"
+    if metric in ("saturated_share", "saturated_s"):
+        return _num(generator.get(metric)), f"load_generator.{metric}"
+    name = _GENERATOR_FIELDS[metric]
+    rows = [r.get(name) for r in generator.get("processes") or [] if r.get(name) is not None]
+    return (float(max(rows)) if rows else None), f"load_generator.processes[*].{name} (the worst)"
 
 
 def _messages_metric(summary: Mapping[str, Any], metric: str) -> tuple[float | None, str]:

@@ -45,6 +45,14 @@ SCOPE_METRICS: Final[dict[str, dict[str, str]]] = {
         "reply_ratio": RATIO,
         "sent_per_s": NUMBER,
     },
+    "load_generator": {
+        "saturated_share": RATIO,
+        "saturated_s": SECONDS,
+        "loop_lag_mean": MS,
+        "loop_lag_p99": MS,
+        "loop_lag_max": MS,
+        "cpu_max": NUMBER,
+    },
     "run": {
         "rps": NUMBER,
         "requests": NUMBER,
@@ -79,11 +87,11 @@ DELAY_KEYS: Final = ("delayAbortEval", "delay_abort_eval", "delay-abort-eval")
 
 
 def parse_scope(key: str) -> tuple[str, str | None]:
-    """``authenticate`` / ``step:authenticate`` / ``*`` / ``phase:socket`` / ``sockets`` / ``pings`` / ``messages`` / ``run``."""
+    """``authenticate`` / ``step:authenticate`` / ``*`` / ``phase:socket`` / ``sockets`` / ``pings`` / ``messages`` / ``load_generator`` / ``run``."""
     k = key.strip()
     if not k:
-        raise ThresholdError("empty threshold scope (use a step name, phase:NAME, sockets, pings, messages or run)")
-    if k in ("sockets", "pings", "messages", "run"):
+        raise ThresholdError("empty threshold scope (use a step name, phase:NAME, sockets, pings, messages, load_generator or run)")
+    if k in ("sockets", "pings", "messages", "load_generator", "run"):
         return k, None
     if k.startswith("phase:"):
         name = k[len("phase:") :].strip()

@@ -34,8 +34,18 @@ def terminal_table(report: ThresholdReport) -> str:
     return "\n".join(lines)
 
 
-def junit_xml(report: ThresholdReport, *, run_id: str | None = None, suite: str = "lp-harness thresholds") -> str:
-    """JUnit XML: one <testcase> per rule, a <failure> with value vs limit for each broken rule."""
+def junit_xml(
+    report: ThresholdReport,
+    *,
+    run_id: str | None = None,
+    suite: str = "lp-harness thresholds",
+    generator: tuple[str, str] | None = None,
+) -> str:
+    """JUnit XML: one <testcase> per rule, a <failure> with value vs limit for each broken rule.
+
+    ``generator``: the load generator's (verdict, line), a suite property and its output; gating on
+    it is a rule's job (``load_generator: saturated_share < 1%``).
+    """
     failures = len(report.failed)
     suites = ET.Element("testsuites", name=suite, tests=str(len(report.results)), failures=str(failures), errors="0")
     ts = ET.SubElement(
@@ -48,9 +58,12 @@ def junit_xml(report: ThresholdReport, *, run_id: str | None = None, suite: str 
         skipped="0",
         time="0",
     )
-    if run_id:
+    if run_id or generator:
         props = ET.SubElement(ts, "properties")
-        ET.SubElement(props, "property", name="run_id", value=run_id)
+        if run_id:
+            ET.SubElement(props, "property", name="run_id", value=run_id)
+        if generator:
+            ET.SubElement(props, "property", name="load_generator", value=generator[0])
     for r in report.results:
         case = ET.SubElement(
             ts, "testcase", classname=f"lp-harness.thresholds.{r.rule.scope_key}", name=r.rule.name, time="0"
@@ -66,5 +79,7 @@ def junit_xml(report: ThresholdReport, *, run_id: str | None = None, suite: str 
         else:
             out = ET.SubElement(case, "system-out")
             out.text = r.message
+    if generator:
+        ET.SubElement(ts, "system-out").text = generator[1]
     ET.indent(suites)
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suites, encoding="unicode") + "\n"
