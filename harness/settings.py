@@ -80,6 +80,7 @@ class Settings:
     label: str | None = None
     reports_dir: str = "reports"
     stop_is_success: bool = False  # SIGTERM/Ctrl-C is the run's normal end (exit on the verdict, not 6)
+    timeline_interval_s: float = 10.0  # the run over time in the reports: one row this often (user/timeline.py)
     threshold_files: tuple[str, ...] = ()
     threshold_rules: tuple[str, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
@@ -169,6 +170,7 @@ class Settings:
             label=(getattr(options, "lp_label", None) or None),
             reports_dir=getattr(options, "lp_reports_dir", None) or "reports",
             stop_is_success=bool(getattr(options, "lp_stop_is_success", False)),
+            timeline_interval_s=values.seconds(options, "lp_timeline_interval", minimum=0.5),
             threshold_files=values.listed(getattr(options, "lp_thresholds", None)),
             threshold_rules=values.listed(getattr(options, "lp_threshold", None)),
         )
@@ -381,6 +383,13 @@ def add_arguments(parser: Any) -> None:
         "and failures, not with the interrupted code 6.",
         action="store_true",
         default=False,
+    )
+    add(
+        "--lp-timeline-interval",
+        "LP_TIMELINE_INTERVAL",
+        "Seconds per row of the run over time in the reports (summary.json's timeline, report.html's charts); "
+        "rows merge as a long run grows, so an 8-hour run stays bounded.",
+        default="10",
     )
     in_form = ui_may_edit_paths()  # path-like and emulator settings: not in the web UI's form (user/uiguard.py)
     add(

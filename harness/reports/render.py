@@ -191,7 +191,7 @@ def html(result: Mapping[str, Any], base: Mapping[str, Any], candidate: Mapping[
         warnings=[m["text"] for m in comp["warnings"]],
         forced=bool(comp.get("forced")),
         run_rows=_run_rows(base, candidate),
-        overview=_overview_charts(result, steps),
+        overview=_overview_charts(result, steps, base, candidate),
         steps=[_step_view(result, name, base, candidate) for name in steps],
         phases=[
             {"name": name, "sessions": _pair(p["sessions"]), "rows": _verdict_rows(p["metrics"] + p["categories"])}
@@ -201,7 +201,9 @@ def html(result: Mapping[str, Any], base: Mapping[str, Any], candidate: Mapping[
     )
 
 
-def _overview_charts(result: Mapping[str, Any], steps: list[str]) -> list[Markup]:
+def _overview_charts(
+    result: Mapping[str, Any], steps: list[str], base: Mapping[str, Any], candidate: Mapping[str, Any]
+) -> list[Markup]:
     """p50 and p95 per step, then phase and step failure rates: base and candidate side by side."""
     phases = list(result["phases"])
     charts = []
@@ -212,7 +214,27 @@ def _overview_charts(result: Mapping[str, Any], steps: list[str]) -> list[Markup
     charts.append(svg.bar_chart("phase failure rate", phases, _both_runs(values), unit="%"))
     values = {who: [_pct(_metric(result, s, "fail_ratio", who)) for s in steps] for who in RUN_COLORS}
     charts.append(svg.bar_chart("step failure rate", steps, _both_runs(values), unit="%"))
-    return charts
+    return charts + _over_time("open sockets over time", base, candidate, lambda r: r["sockets"]["open"], "")
+
+
+def _step_p95(row: Mapping[str, Any], name: str) -> float | None:
+    return ((row.get("steps") or {}).get(name) or {}).get("p95_ms")
+
+
+def _over_time(
+    title: str, base: Mapping[str, Any], candidate: Mapping[str, Any], value: Any, unit: str
+) -> list[Markup]:
+    """Both runs' timelines overlaid, by seconds into each run; none when either run has no timeline."""
+    rows = {
+        who: ((run.get("timeline") or {}).get("rows") or []) for who, run in (("base", base), ("candidate", candidate))
+    }
+    if any(len(r) < 2 for r in rows.values()):
+        return []
+    times = sorted({r["t_s"] for runs in rows.values() for r in runs})
+    values = {who: [next((value(r) for r in runs if r["t_s"] == t), None) for t in times] for who, runs in rows.items()}
+    if all(v is None for vals in values.values() for v in vals):
+        return []  # a step neither run had over time
+    return [svg.line_chart(title, [f"{t:g} s" for t in times], _both_runs(values), unit=unit, max_labels=24)]
 
 
 def _both_runs(values: Mapping[str, list[float | None]]) -> list[tuple[str, str, list[float | None]]]:
@@ -238,24 +260,26 @@ def _step_view(
         [tuple(by[m][f"{who}_ci"]) if m in by and by[m].get(f"{who}_ci") else None for m in BAR_METRICS]
         for who in RUN_COLORS
     ]
+    charts = [
+        svg.distribution_chart(
+            f"{name}: latency distribution",
+            [("base", hb, svg.BASE_COLOR), ("candidate", hc, svg.CAND_COLOR)],
+            markers,
+        ),
+        svg.bar_chart(
+            f"{name}: percentiles (whiskers: intervals used)",
+            list(BAR_METRICS),
+            _both_runs(bars),
+            unit="ms",
+            errors=errors,
+        ),
+    ]
+    charts += _over_time(f"{name}: p95 over time", base, candidate, lambda r: _step_p95(r, name), "ms")
     return {
         "name": name,
         "phase": s.get("phase"),
         "n": _pair(s["count"]),
-        "charts": [
-            svg.distribution_chart(
-                f"{name}: latency distribution",
-                [("base", hb, svg.BASE_COLOR), ("candidate", hc, svg.CAND_COLOR)],
-                markers,
-            ),
-            svg.bar_chart(
-                f"{name}: percentiles (whiskers: intervals used)",
-                list(BAR_METRICS),
-                _both_runs(bars),
-                unit="ms",
-                errors=errors,
-            ),
-        ],
+        "charts": charts,
         "rows": _verdict_rows(s["metrics"]),
     }
 

@@ -56,10 +56,71 @@ def run_html(summary: Mapping[str, Any]) -> str:
             ],
             ["pings", ", ".join(f"{k} {v}" for k, v in (summary.get("pings") or {}).items())],
         ],
-        server_closes=sorted([code, n] for code, n in ((summary.get("sockets") or {}).get("server_closes") or {}).items()),
+        server_closes=sorted(
+            [code, n] for code, n in ((summary.get("sockets") or {}).get("server_closes") or {}).items()
+        ),
         generator=_generator(summary.get("load_generator")),
         charts=_charts(steps, phases),
+        timeline=_timeline_charts(summary.get("timeline")),
     )
+
+
+def _timeline_charts(section: Mapping[str, Any] | None) -> list[Markup]:
+    """The run over time: latency per step, sockets against users, drops, failures, the generator."""
+    rows = (section or {}).get("rows") or []
+    if len(rows) < 2:
+        return []
+    x = [f"{r['t_s']:g} s" for r in rows]
+    names = [n for n in dict.fromkeys(n for r in rows for n in r["steps"]) if n not in HELD_STEPS]
+
+    def chart(title: str, series: list[tuple[str, list[float | None]]], unit: str) -> Markup:
+        colored = [(name, svg.PALETTE[i % len(svg.PALETTE)], vals) for i, (name, vals) in enumerate(series)]
+        return svg.line_chart(title, x, colored, unit=unit, max_labels=24)
+
+    def per_interval(r: Mapping[str, Any], n: float) -> float:
+        return n / r["interval_s"] if r.get("interval_s") else 0.0
+
+    categories = sorted({c for r in rows for p in r["phases"].values() for c in p})
+    charts = [
+        chart(
+            f"{key[:3]} latency over time", [(n, [r["steps"].get(n, {}).get(key) for r in rows]) for n in names], "ms"
+        )
+        for key in ("p50_ms", "p95_ms", "p99_ms")
+    ]
+    charts.append(
+        chart(
+            "open sockets and users",
+            [("open sockets", [r["sockets"]["open"] for r in rows]), ("users", [r["users"] for r in rows])],
+            "",
+        )
+    )
+    charts.append(
+        chart(
+            "drops and server closes per second",
+            [
+                ("drops", [per_interval(r, r["sockets"].get("drops", 0)) for r in rows]),
+                ("server closes", [per_interval(r, sum(r["sockets"].get("server_closes", {}).values())) for r in rows]),
+            ],
+            "/s",
+        )
+    )
+    if categories:
+        failures = [
+            (c, [per_interval(r, sum(p.get(c, 0) for p in r["phases"].values())) for r in rows]) for c in categories
+        ]
+        charts.append(chart("failed sessions per second, by category", failures, "/s"))
+    generator = [r.get("load_generator") or {} for r in rows]
+    charts.append(
+        chart(
+            "load generator",
+            [
+                ("CPU %", [g.get("cpu_percent") for g in generator]),
+                ("loop lag ms", [g.get("loop_lag_ms") for g in generator]),
+            ],
+            "",
+        )
+    )
+    return charts
 
 
 def _generator(section: Mapping[str, Any] | None) -> dict[str, Any] | None:
@@ -74,7 +135,17 @@ def _generator(section: Mapping[str, Any] | None) -> dict[str, Any] | None:
             [p.get("from_s"), p.get("to_s"), ", ".join(p.get("processes") or []), "; ".join(p.get("reasons") or [])]
             for p in section.get("saturated_periods") or []
         ],
-        "header": ["process", "CPU mean", "CPU max", "loop lag mean", "p99", "max", "RSS max", "open files", "saturated"],
+        "header": [
+            "process",
+            "CPU mean",
+            "CPU max",
+            "loop lag mean",
+            "p99",
+            "max",
+            "RSS max",
+            "open files",
+            "saturated",
+        ],
         "rows": [
             [
                 r.get("id"),

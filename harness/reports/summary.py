@@ -25,8 +25,9 @@ def build_summary(
 
     ``conversations`` (opened, closed, left open and why, the cleanup's calls), ``backoff``
     (pauses, breaker trips), ``reconnect`` (drops, tries, recovered, lost) and ``messages``
-    (sent, received, replied, lost, receipts, typing) and ``load_generator`` (the generator's
-    health and the run's verdict) are optional: summaries written before they existed have none.
+    (sent, received, replied, lost, receipts, typing), ``load_generator`` (the generator's health
+    and the run's verdict) and ``timeline`` (the run over time) are optional: summaries written
+    before they existed have none.
     """
     summary = {
         "format": FORMAT,
@@ -38,7 +39,7 @@ def build_summary(
         "pings": metrics["pings"],
         "thresholds": thresholds,
     }
-    for optional in ("conversations", "backoff", "reconnect", "messages", "load_generator"):
+    for optional in ("conversations", "backoff", "reconnect", "messages", "load_generator", "timeline"):
         if metrics.get(optional) is not None:
             summary[optional] = metrics[optional]
     return summary

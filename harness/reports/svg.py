@@ -245,9 +245,19 @@ def bar_chart(
 
 
 def line_chart(
-    title: str, x_labels: Sequence[str], series: Sequence[tuple[str, str, Sequence[float | None]]], unit: str = ""
+    title: str,
+    x_labels: Sequence[str],
+    series: Sequence[tuple[str, str, Sequence[float | None]]],
+    unit: str = "",
+    *,
+    max_labels: int = 0,
 ) -> Markup:
-    """One line per series over categorical x (runs in order); gaps where a value is missing."""
+    """One line per series over categorical x (runs in order, or a run's intervals); gaps where a value is missing.
+
+    ``max_labels``: past that many points only every k-th x label is written and the points carry no
+    dots (a run's 360 intervals stay legible); 0: every label, every dot.
+    """
+    every = max(1, -(-len(x_labels) // max_labels)) if max_labels and len(x_labels) > max_labels else 1
     height = HGT + 40
     parts = _open(title, height=height)
     bottom = M_BOTTOM + 40
@@ -270,6 +280,8 @@ def line_chart(
 
     parts.append(_y_axis(ticks, sy, pw, ph, unit))
     for i, label in enumerate(x_labels):
+        if i % every:
+            continue
         x = sx(i)
         y = M_TOP + ph + 12
         parts.append(
@@ -288,7 +300,7 @@ def line_chart(
                 pts = " ".join(f"{_f(x)},{_f(y)}" for x, y in seg)
                 parts.append(f'<polyline class="series" points="{pts}" fill="none" stroke="{color}" stroke-width="2"/>')
         for i, v in enumerate(vals):
-            if v is None or not math.isfinite(v):
+            if v is None or not math.isfinite(v) or every > 1:
                 continue
             parts.append(
                 f'<circle cx="{_f(sx(i))}" cy="{_f(sy(v))}" r="3.5" fill="{color}"><title>{escape(x_labels[i])} / '

@@ -24,7 +24,7 @@ from locust.runners import MasterRunner
 import harness
 from harness.reports.percentiles import MS_KEYS
 from harness.reports.summary import build_summary
-from harness.user import loadgen
+from harness.user import loadgen, timeline
 from harness.user.state import merged_metrics, state_of
 from harness.user.steps import STEP_ORDER, STEP_PHASES
 
@@ -109,6 +109,8 @@ def current_summary(environment: Environment) -> dict[str, Any]:
     metrics = merged_metrics(environment)
     started = state.started_at or environment.runner.stats.start_time
     metrics["load_generator"] = loadgen.summary_section(environment, started, state.ended_at or time.time())
+    run_timeline = timeline.timeline_of(environment)
+    metrics["timeline"] = run_timeline.section() if run_timeline is not None else None
     return build_summary(run_metadata(environment), collect_steps(environment), metrics)
 
 

@@ -266,10 +266,10 @@ def _sample_every(environment: Any, interval_s: float) -> None:
 
 
 def _take_sample(environment: Any) -> None:
-    add_sample(environment.lp_loadgen_samples, _sample_now(environment))
+    add_sample(environment.lp_loadgen_samples, sample_now(environment))
 
 
-def _sample_now(environment: Any) -> dict[str, Any]:
+def sample_now(environment: Any) -> dict[str, Any]:
     """Every process's total now, as one sample of the run over time."""
     view = merged(environment)
     total_ = view["total"]
@@ -291,7 +291,7 @@ def summary_section(environment: Any, started: float, ended: float) -> dict[str,
     view = merged(environment)
     limits = {"cpu_percent": CPU_SATURATED, "loop_lag_ms": LAG_SATURATED_MS, "window_s": WINDOW_S}
     samples = list(getattr(environment, "lp_loadgen_samples", []))
-    add_sample(samples, _sample_now(environment))  # and where the run stands now
+    add_sample(samples, sample_now(environment))  # and where the run stands now
     return section(view["processes"], started, ended, samples, SAMPLE_INTERVAL_S, limits)
 
 

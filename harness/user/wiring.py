@@ -29,9 +29,9 @@ from locust.runners import MasterRunner, WorkerRunner
 from harness import webui
 from harness.reports import exitcodes
 from harness.settings import Settings, SettingsError, add_arguments
-from harness.user import backoff, gate, interrupts, statsbound, uiguard, workers
+from harness.user import backoff, gate, interrupts, loadgen, statsbound, timeline, uiguard, workers
 from harness.user.reporting import check_reports_dir, print_summary, write_reports
-from harness.user.state import state_of
+from harness.user.state import merged_metrics, state_of
 from harness.user.target import resolve_target, stop_emulator
 
 log = logging.getLogger("lp-harness")
@@ -103,6 +103,7 @@ def _on_test_start(environment: Environment, **_: Any) -> None:
                 state.reports_path = None  # a new run id for every test run (web UI: many per process)
                 check_reports_dir(state.settings.reports_dir)  # the web UI's form may have changed it
                 state.monitor = gate.start_monitor(environment, state.rules)
+                timeline.start(environment, state.settings.timeline_interval_s, _reader(environment))
         except SettingsError as exc:
             log.error("configuration error: %s", exc)
             if coordinator and environment.runner is not None:
@@ -113,9 +114,24 @@ def _on_test_stopping(environment: Environment, **_: Any) -> None:
     state_of(environment).stopping.set()
 
 
+def _reader(environment: Environment) -> timeline.Reader:
+    """What the timeline reads each interval: seconds into the run, the run's totals, the generator now."""
+    state = state_of(environment)
+
+    def read() -> tuple[float, dict[str, Any], dict[str, Any]]:
+        users = int(getattr(environment.runner, "user_count", 0) or 0)
+        now = timeline.cumulative(environment, merged_metrics(environment), users)
+        sample = loadgen.sample_now(environment)
+        generator = {k: sample[k] for k in ("cpu_percent", "loop_lag_ms", "loop_lag_max_ms", "saturated")}
+        return time.time() - (state.started_at or time.time()), now, generator
+
+    return read
+
+
 def _on_test_stop(environment: Environment, **_: Any) -> None:
     state = state_of(environment)
     state.ended_at = time.time()
+    timeline.stop(environment)
     if state.monitor is not None:
         state.monitor.kill(block=False)
         state.monitor = None

@@ -104,6 +104,30 @@ def test_trend_page_charts_runs_in_release_order() -> None:
     assert len(default) == len(trend.default_specs(list(runs[0]["steps"]), runs))
 
 
+def _timeline(p95_ms: float, rows: int) -> dict:
+    return {
+        "interval_s": 10.0,
+        "rows": [
+            {"t_s": 10.0 * (i + 1), "interval_s": 10.0, "users": 5, "phases": {},
+             "steps": {"authenticate": {"count": 9, "failures": 0, "p50_ms": p95_ms / 2, "p95_ms": p95_ms + i}},
+             "sockets": {"open": 5 + i, "opened": 1, "server_closes": {}}}
+            for i in range(rows)
+        ],
+    }  # fmt: skip
+
+
+def test_compare_html_overlays_the_two_runs_timelines() -> None:
+    base, cand = make_summary(3, label="1.4.1"), make_summary(4, label="1.4.2")
+    base["timeline"], cand["timeline"] = _timeline(40.0, 6), _timeline(90.0, 8)  # the candidate ran longer
+    root = well_formed(render.html(compare(base, cand), base, cand))
+    titled = {s.find("{http://www.w3.org/2000/svg}title").text: s for s in charts(root)}
+    over_time = titled["authenticate: p95 over time"]
+    lines = over_time.findall(".//{http://www.w3.org/2000/svg}polyline")
+    assert len(lines) == 2  # base and candidate, on the same seconds
+    assert "open sockets over time" in titled
+    assert "p95 over time" not in " ".join(titled.keys() - {"authenticate: p95 over time"})  # only where both have it
+
+
 def test_run_page_says_how_the_run_ended() -> None:
     summary = make_summary(20)
     summary["run"]["end_reason"] = "sigterm"
