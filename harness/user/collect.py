@@ -22,9 +22,10 @@ from locust.env import Environment
 from locust.runners import MasterRunner
 
 import harness
+from harness.reports import loghist
 from harness.reports.percentiles import MS_KEYS
 from harness.reports.summary import build_summary
-from harness.user import loadgen, timeline
+from harness.user import loadgen, precise, timeline
 from harness.user.state import merged_metrics, state_of
 from harness.user.steps import STEP_ORDER, STEP_PHASES
 
@@ -52,14 +53,27 @@ def step_stats(entry: locust_stats.StatsEntry, phase: str) -> dict[str, Any]:
 
 
 def collect_steps(environment: Environment) -> dict[str, dict[str, Any]]:
+    """Each step's numbers; its percentiles from the precise histogram (:mod:`harness.user.precise`)."""
     entries = environment.runner.stats.entries
+    exact = precise.histograms(environment)
     steps = {}
     for name in STEP_ORDER:
         phase = STEP_PHASES[name]
         entry = entries.get((name, phase))
         if entry is not None:
             steps[name] = step_stats(entry, phase)
+            hist = exact.get(name)
+            if hist and entry.num_requests:
+                _precise_percentiles(steps[name], hist)
     return steps
+
+
+def _precise_percentiles(step: dict[str, Any], hist: dict[int, int]) -> None:
+    """The step's percentiles within 1 % (never past its exact min and max), and the histogram they came from."""
+    lo, hi = step["min_ms"], step["max_ms"]
+    for key, fraction in MS_KEYS:
+        step[key] = loghist.percentile(hist, fraction, lo, hi)
+    step["histogram_log"] = {str(k): v for k, v in sorted(hist.items())}
 
 
 def run_metadata(environment: Environment) -> dict[str, Any]:

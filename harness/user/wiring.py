@@ -29,7 +29,7 @@ from locust.runners import MasterRunner, WorkerRunner
 from harness import webui
 from harness.reports import exitcodes
 from harness.settings import Settings, SettingsError, add_arguments
-from harness.user import backoff, gate, interrupts, loadgen, statsbound, timeline, uiguard, workers
+from harness.user import backoff, gate, interrupts, loadgen, precise, statsbound, timeline, uiguard, workers
 from harness.user.reporting import check_reports_dir, print_summary, write_reports
 from harness.user.state import merged_metrics, state_of
 from harness.user.target import resolve_target, stop_emulator
@@ -49,6 +49,7 @@ def _on_init(environment: Environment, **_: Any) -> None:
     events, state = environment.events, state_of(environment)
     webui.install(environment)  # every process: load-generator health (+ worker->master); the UI tab where there is one
     statsbound.install(environment)  # every process: Locust's per-second counts stay a minute long
+    precise.register(environment)  # every process: each step's latencies within 1 % (+ worker->master)
     events.test_start.add_listener(_on_test_start)
     events.test_stopping.add_listener(_on_test_stopping)
     events.test_stop.add_listener(_on_test_stop)

@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
 from harness.reports import histogram as H
+from harness.reports import loghist
 from harness.reports.percentiles import MS_KEYS
 from harness.reports.thresholds.grammar import LATENCY_SCOPES
 from harness.reports.thresholds.model import Rule, RuleResult, ThresholdError, ThresholdReport
@@ -183,11 +184,16 @@ def run_metric(summary: Mapping[str, Any], metric: str) -> tuple[float | None, s
 def _latency(step: Mapping[str, Any] | None, rule: Rule, base: str) -> tuple[float | None, str]:
     if rule.quantile is not None:
         stored = STORED_PERCENTILES.get(round(rule.quantile, 6))
-        path = f"{base}.{stored}" if stored else f"{base}.histogram_ms -> {rule.metric}"
+        precise = bool(step and step.get("histogram_log"))  # within 1 %; older summaries: Locust's buckets
+        source = "histogram_log" if precise else "histogram_ms"
+        path = f"{base}.{stored}" if stored else f"{base}.{source} -> {rule.metric}"
         if not step or not step.get("count"):
             return None, path
         if stored and step.get(stored) is not None:
             return float(step[stored]), path
+        if precise:
+            exact = loghist.normalize(step["histogram_log"])
+            return loghist.percentile(exact, rule.quantile, _num(step.get("min_ms")), _num(step.get("max_ms"))), path
         hist = H.normalize(step.get("histogram_ms"))
         n = H.total(hist)
         return (float(H.percentile(hist, n, rule.quantile)) if n else None), path
