@@ -1,0 +1,168 @@
+"""Are the harness's numbers the target's? Each step's client-side time against the server's own.
+
+    .venv/bin/python bench/truth.py                         # 100, 1,000 and 10,000 sessions (~6 min)
+    .venv/bin/python bench/truth.py --quick                 # 20 sessions, ~30 s (tests/user/test_truth.py)
+    .venv/bin/python bench/truth.py --starve                # and 1,000 again with the generator starved
+
+For each session count a real ``lp-harness emulator`` and a real ``locust -f locustfile.py
+--headless`` are started here (and stopped, by PID). Before the load the loopback round trip is
+measured apart from the harness: a plain TCP echo on 127.0.0.1, 2,000 round trips of 64 bytes. The
+run's summary (each step's percentiles, within 1 %) and the emulator's ledger (each request's
+server-side time) then give, per step, the harness's own overhead: client - server - round trip
+(harness/reports/overhead.py), against the target of 1 ms at p50 and 5 ms at p99. The summary's
+``load_generator`` verdict says whether the run was below saturation.
+
+``--starve`` repeats ``--starve-sessions`` (1,000) with the locust process pinned to one core and a busy
+process pinned beside it (``taskset``), and reports the verdict: it must turn ``saturated`` and say
+when. Output: ``--out`` (JSON; default bench/results/truth.json) and a table on stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from harness.reports.overhead import overhead_rows  # noqa: E402
+
+BIN = Path(sys.executable).parent
+EXTRA = ("--lp-messages", "2", "--lp-message-interval", "1")  # talking sessions: publish is a step too
+
+
+def loopback_rtt(n: int = 2000) -> dict[str, float]:
+    """The round trip of 64 bytes over a TCP connection on 127.0.0.1, p50 and p99 in ms."""
+    server = socket.create_server(("127.0.0.1", 0))
+
+    def echo() -> None:
+        conn, _ = server.accept()
+        with conn:
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            while data := conn.recv(64):
+                conn.sendall(data)
+
+    thread = threading.Thread(target=echo, daemon=True)
+    thread.start()
+    times = []
+    with socket.create_connection(server.getsockname()) as client:
+        client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        payload = b"x" * 64
+        for _ in range(n):
+            started = time.perf_counter()
+            client.sendall(payload)
+            got = 0
+            while got < len(payload):
+                got += len(client.recv(64))
+            times.append((time.perf_counter() - started) * 1000.0)
+    server.close()
+    times.sort()
+    return {"p50": round(statistics.median(times), 4), "p99": round(times[int(0.99 * len(times)) - 1], 4)}
+
+
+def start_emulator(log: Path) -> tuple[subprocess.Popen[str], str]:
+    proc = subprocess.Popen(
+        [str(BIN / "lp-harness"), "emulator", "--host", "127.0.0.1", "--port", "0", "--log-level", "WARNING",
+         "--agents", "20000", "--agent-reply-delay", "10"],  # an agent for every session: nobody queues
+        stdout=subprocess.PIPE, stderr=log.open("w"), text=True, cwd=ROOT,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    url = proc.stdout.readline().strip()
+    if not url.startswith("http://"):
+        proc.kill()
+        raise RuntimeError(f"the emulator did not start: {url!r} (see {log})")
+    return proc, url
+
+
+def admin(url: str, path: str, method: str = "GET") -> dict[str, Any]:
+    with urllib.request.urlopen(urllib.request.Request(url + path, method=method), timeout=10) as answer:
+        return json.loads(answer.read() or b"{}")
+
+
+def run_load(url: str, sessions: int, seconds: int, work: Path, pin: list[str] | None = None) -> dict[str, Any]:
+    """One headless locust run against ``url``: ``sessions`` users holding and pinging; its summary."""
+    reports = work / f"reports-{sessions}-{'pinned' if pin else 'free'}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LP_", "LOCUST_"))}
+    env |= {"LP_ACCOUNT": "truth", "LP_IDP": url, "LP_ASYNCMESSAGINGENT": url, "LP_REPORTS_DIR": str(reports)}
+    rate = min(sessions, 500)
+    cmd = [*(pin or []), str(BIN / "locust"), "-f", str(ROOT / "locustfile.py"), "--headless", "--only-summary",
+           "-u", str(sessions), "-r", str(rate), "-t", f"{seconds}s", "--stop-timeout", "10",
+           "--lp-hold", "5", "--lp-ping-interval", "1", *EXTRA]  # fmt: skip
+    out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=seconds + 120)
+    folders = sorted(p for p in reports.iterdir() if (p / "summary.json").is_file()) if reports.is_dir() else []
+    if not folders:
+        raise RuntimeError(f"locust wrote no summary (exit {out.returncode}):\n{out.stdout[-2000:]}{out.stderr[-2000:]}")
+    return json.loads((folders[-1] / "summary.json").read_text())
+
+
+def measure(url: str, sessions: int, seconds: int, work: Path, rtt: dict[str, float], pin: list[str] | None = None) -> dict[str, Any]:
+    admin(url, "/admin/ledger/reset", "POST")
+    summary = run_load(url, sessions, seconds, work, pin)
+    generator = summary.get("load_generator") or {}
+    return {
+        "sessions": sessions,
+        "pinned": bool(pin),
+        "rows": overhead_rows(summary, admin(url, "/admin/ledger"), rtt),
+        "load_generator": {k: generator.get(k) for k in ("verdict", "saturated_share", "saturated_periods", "reasons")}
+        | {"total": generator.get("total")},
+        "socket_failures": summary["phases"]["socket"]["failures"],
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sessions", default="100,1000,10000", help="comma-separated session counts")
+    parser.add_argument("--seconds", type=int, default=60, help="each run's length")
+    parser.add_argument("--quick", action="store_true", help="20 sessions for 15 s (the fast test)")
+    parser.add_argument("--starve", action="store_true", help="repeat one count with the generator starved")
+    parser.add_argument("--starve-sessions", type=int, default=1000, help="the count the starved run repeats")
+    parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "truth.json"))
+    args = parser.parse_args(argv)
+    counts = [20] if args.quick else [int(n) for n in args.sessions.split(",")]
+    seconds = 15 if args.quick else args.seconds
+    result: dict[str, Any] = {"command": " ".join(["bench/truth.py", *(argv or sys.argv[1:])]), "runs": []}
+    with tempfile.TemporaryDirectory(prefix="lp-truth-") as tmp:
+        work = Path(tmp)
+        result["loopback_rtt_ms"] = rtt = loopback_rtt()
+        emulator, url = start_emulator(work / "emulator.log")
+        hog = None
+        try:
+            for n in counts:
+                result["runs"].append(measure(url, n, seconds, work, rtt))
+            if args.starve:
+                hog = subprocess.Popen(["taskset", "-c", "1", sys.executable, "-c", "while True: pass"])
+                starved = args.starve_sessions
+                result["runs"].append(measure(url, starved, seconds, work, rtt, pin=["taskset", "-c", "1"]))
+        finally:
+            if hog is not None:
+                hog.kill()
+                hog.wait()
+            emulator.terminate()
+            emulator.wait(timeout=30)
+    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    print(f"loopback round trip: p50 {rtt['p50']} ms, p99 {rtt['p99']} ms")
+    for run in result["runs"]:
+        gen = run["load_generator"]
+        print(f"\n{run['sessions']} sessions{' (starved)' if run['pinned'] else ''}: generator {gen['verdict']}"
+              f" ({(gen.get('saturated_share') or 0):.1%} saturated), socket failures {run['socket_failures']}")  # fmt: skip
+        for row in run["rows"]:
+            print(f"  {row['step']:<22} client p50 {row['client_p50_ms']:>8} p99 {row['client_p99_ms']:>8}"
+                  f"  server p50 {row['server_p50_ms']:>7} p99 {row['server_p99_ms']:>7}"
+                  f"  overhead p50 {row['overhead_p50_ms']:>7} p99 {row['overhead_p99_ms']:>7}"
+                  f"  {'ok' if row['within_target'] else 'OVER'}")  # fmt: skip
+    print(f"\nwrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
