@@ -39,6 +39,9 @@ from harness.reports.overhead import overhead_rows  # noqa: E402
 
 BIN = Path(sys.executable).parent
 EXTRA = ("--lp-messages", "2", "--lp-message-interval", "1")  # talking sessions: publish is a step too
+# Sessions started together stay in step (each lasts as long), and every hold's end becomes a burst
+# of closes and new sessions queueing behind each other: spawned over one hold they are staggered.
+HOLD_S = 5
 
 
 def loopback_rtt(n: int = 2000) -> dict[str, float]:
@@ -94,10 +97,10 @@ def run_load(url: str, sessions: int, seconds: int, work: Path, pin: list[str] |
     reports = work / f"reports-{sessions}-{'pinned' if pin else 'free'}"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LP_", "LOCUST_"))}
     env |= {"LP_ACCOUNT": "truth", "LP_IDP": url, "LP_ASYNCMESSAGINGENT": url, "LP_REPORTS_DIR": str(reports)}
-    rate = min(sessions, 500)
+    rate = max(1.0, sessions / HOLD_S)  # spawned over one session's length: the sessions stay staggered
     cmd = [*(pin or []), str(BIN / "locust"), "-f", str(ROOT / "locustfile.py"), "--headless", "--only-summary",
            "-u", str(sessions), "-r", str(rate), "-t", f"{seconds}s", "--stop-timeout", "10",
-           "--lp-hold", "5", "--lp-ping-interval", "1", *EXTRA]  # fmt: skip
+           "--lp-hold", str(HOLD_S), "--lp-ping-interval", "1", *EXTRA]  # fmt: skip
     out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=seconds + 120)
     folders = sorted(p for p in reports.iterdir() if (p / "summary.json").is_file()) if reports.is_dir() else []
     if not folders:
