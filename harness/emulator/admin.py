@@ -13,6 +13,7 @@ import logging
 import os
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from aiohttp import web
 
@@ -93,17 +94,7 @@ class Admin:
         return json_response(self.core.public_plan.to_json())
 
     async def put_faults(self, request: web.Request) -> web.StreamResponse:
-        raw = await request.read()
-        try:
-            plan = FaultPlan.from_json(json.loads(raw) if raw.strip() else {})
-        except ValueError as exc:  # ConfigError and JSON errors
-            message = str(exc) if isinstance(exc, ConfigError) else f"not valid JSON: {exc}"
-            return error_response(400, "invalid_config", message)
-        self.core.use_plan(plan)
-        if not _local(request) and self.core.peers:
-            await broadcast(self.core.peers, "PUT", FAULTS_PUT.template, raw, self.core.config.admin_token)
-        log.info("fault/latency configuration replaced: %s", dumps(plan.to_json())[:500])
-        return json_response(plan.to_json())
+        return await self._replace(request, FaultPlan.from_json, self.core.use_plan, FAULTS_PUT.template, "fault/latency")
 
     async def get_agents(self, request: web.Request) -> web.StreamResponse:
         """The agent configuration in force (all workers' agents together), under the option names."""
@@ -111,16 +102,25 @@ class Admin:
 
     async def put_agents(self, request: web.Request) -> web.StreamResponse:
         """Replace the agent configuration (absent keys take their defaults; ``{}``: no agents)."""
+        processes = self.core.config.processes
+        return await self._replace(
+            request, lambda data: agent_plan_from_json(data, processes), self.core.use_agents, AGENTS_PUT.template, "agent"
+        )
+
+    async def _replace(
+        self, request: web.Request, parse: Callable[[Any], Any], use: Callable[[Any], None], route: str, what: str
+    ) -> web.StreamResponse:
+        """A PUT of a whole configuration: parsed (400 naming what is wrong), put in force, passed to the peers."""
         raw = await request.read()
         try:
-            plan = agent_plan_from_json(json.loads(raw) if raw.strip() else {}, self.core.config.processes)
+            plan = parse(json.loads(raw) if raw.strip() else {})
         except ValueError as exc:  # ConfigError and JSON errors
             message = str(exc) if isinstance(exc, ConfigError) else f"not valid JSON: {exc}"
             return error_response(400, "invalid_config", message)
-        self.core.use_agents(plan)
+        use(plan)
         if not _local(request) and self.core.peers:
-            await broadcast(self.core.peers, "PUT", AGENTS_PUT.template, raw, self.core.config.admin_token)
-        log.info("agent configuration replaced: %s", dumps(plan.to_json())[:500])
+            await broadcast(self.core.peers, "PUT", route, raw, self.core.config.admin_token)
+        log.info("%s configuration replaced: %s", what, dumps(plan.to_json())[:500])
         return json_response(plan.to_json())
 
     async def health(self, request: web.Request) -> web.StreamResponse:
