@@ -269,9 +269,9 @@ def _take_sample(environment: Any) -> None:
     add_sample(environment.lp_loadgen_samples, sample_now(environment))
 
 
-def sample_now(environment: Any) -> dict[str, Any]:
-    """Every process's total now, as one sample of the run over time."""
-    view = merged(environment)
+def sample_now(environment: Any, view: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Every process's total now (``view``: :func:`merged`'s, if the caller has it), as one sample of the run."""
+    view = view or merged(environment)
     total_ = view["total"]
     return {
         "t_s": round(time.time() - getattr(environment, "lp_loadgen_started", time.time()), 1),
@@ -291,7 +291,7 @@ def summary_section(environment: Any, started: float, ended: float) -> dict[str,
     view = merged(environment)
     limits = {"cpu_percent": CPU_SATURATED, "loop_lag_ms": LAG_SATURATED_MS, "window_s": WINDOW_S}
     samples = list(getattr(environment, "lp_loadgen_samples", []))
-    add_sample(samples, sample_now(environment))  # and where the run stands now
+    add_sample(samples, sample_now(environment, view))  # and where the run stands now
     return section(view["processes"], started, ended, samples, SAMPLE_INTERVAL_S, limits)
 
 
