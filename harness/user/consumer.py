@@ -365,13 +365,8 @@ class ConsumerUser(User):
             except Exception as exc:
                 info = None if sock.open or not self.reconnector.on else sock.wait_closed(0)
                 if info is None:
-                    failure = (
-                        exc
-                        if isinstance(exc, StepFailed)
-                        else StepFailed(Step.CLOSE_CONVERSATION, categorize(exc), exc)
-                    )
-                    elapsed_ms = (time.perf_counter() - started) * 1000.0
-                    self.steps.report(Step.CLOSE_CONVERSATION, elapsed_ms, start_time=start_time, exception=failure)
+                    step = Step.CLOSE_CONVERSATION
+                    failure = self.steps.failed(step, exc, categorize, started=started, start_time=start_time)
                     raise failure from (None if failure is exc else exc)
                 conv.sock = None
                 self._release(sock)

@@ -110,8 +110,12 @@ class StepReporter:
         try:
             yield
         except Exception as exc:
-            elapsed = (time.perf_counter() - started) * 1000.0
-            failure = exc if isinstance(exc, StepFailed) else StepFailed(step, categorize(exc), exc)
-            self.report(step, elapsed, start_time=start_time, exception=failure)
+            failure = self.failed(step, exc, categorize, started=started, start_time=start_time)
             raise failure from (None if failure is exc else exc)
         self.report(step, (time.perf_counter() - started) * 1000.0, start_time=start_time)
+
+    def failed(self, step: str, exc: Exception, categorize: Any, *, started: float, start_time: float) -> StepFailed:
+        """Report ``step``, timed from ``started`` (perf_counter), as failed by ``exc``; the StepFailed to raise."""
+        failure = exc if isinstance(exc, StepFailed) else StepFailed(step, categorize(exc), exc)
+        self.report(step, (time.perf_counter() - started) * 1000.0, start_time=start_time, exception=failure)
+        return failure
