@@ -27,8 +27,9 @@ from locust.event import Events
 from locust.runners import MasterRunner, WorkerRunner
 
 from harness import webui
+from harness.options import add_arguments
 from harness.reports import exitcodes
-from harness.settings import Settings, SettingsError, add_arguments
+from harness.settings import Settings, SettingsError
 from harness.user import backoff, gate, interrupts, loadgen, precise, statsbound, timeline, uiguard, workers
 from harness.user.reporting import check_reports_dir, print_summary, write_reports
 from harness.user.state import merged_metrics, state_of

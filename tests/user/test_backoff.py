@@ -25,8 +25,9 @@ from locust import argument_parser
 from harness.client.errors import HandshakeRejected
 from harness.client.socket import ConsumerSocket
 from harness.emulator.launcher import EmulatorProcess
+from harness.options import add_arguments
 from harness.reports.loading import load_schema
-from harness.settings import Settings, SettingsError, add_arguments
+from harness.settings import Settings, SettingsError
 from tests.client.support import lp_token, ws_url
 from tests.user.runs import LOCUST, ROOT, run_locust
 

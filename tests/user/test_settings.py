@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 from locust import argument_parser
 
+from harness.options import add_arguments
 from harness.protocol import tokens
-from harness.settings import Settings, SettingsError, add_arguments, wants_embedded_emulator
+from harness.settings import Settings, SettingsError, wants_embedded_emulator
 
 
 def parse(args: list[str], monkeypatch: pytest.MonkeyPatch | None = None, env: dict[str, str] | None = None):

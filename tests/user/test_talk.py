@@ -17,8 +17,9 @@ import jsonschema
 import pytest
 from locust import argument_parser
 
+from harness.options import add_arguments
 from harness.reports.loading import load_schema
-from harness.settings import Settings, SettingsError, add_arguments
+from harness.settings import Settings, SettingsError
 from harness.user.metrics import HarnessMetrics, MessageCounts
 from harness.webui.view import table_rows
 from tests.user.runs import ROOT, LocustRun, run_locust
