@@ -10,8 +10,10 @@ one, and the per-process limit caps how many sessions a process can hold).
 Workers send their latest snapshot to the master with every stats report
 (``report_to_master``/``worker_report``); :func:`merged` gives the master's view: its own row,
 one per worker, and the workers' total. A process is *saturated* when its CPU is at or above
-:data:`CPU_SATURATED` percent of a core, or its loop is late by :data:`LAG_SATURATED_MS` on
-average over the last :data:`WINDOW_S` seconds.
+:data:`CPU_SATURATED` percent of a core, its loop is late by :data:`LAG_SATURATED_MS` on
+average over the last :data:`WINDOW_S` seconds, its loop has work :data:`LOOP_BUSY_SATURATED`
+percent of the time, or it is starved: its loop had work :data:`STARVED_SATURATED` percent of
+the time more than it ran on the CPU (:mod:`harness.user.loopbusy`).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from gevent.event import Event
 from locust.runners import MasterRunner, WorkerRunner
 
 from harness.user.loadhealth import RunHealth, add_sample, section
+from harness.user.loopbusy import LoopMeter, shares
 
 log = logging.getLogger("lp-harness")
 
@@ -38,6 +41,8 @@ CPU_SAMPLE_S: Final = 2.0  # CPU/RSS/fds sampling period (psutil calls cost ~0.1
 WINDOW_S: Final = 10.0  # lag statistics cover this many recent seconds
 CPU_SATURATED: Final = 90.0  # percent of one core; a gevent process cannot use more than one
 LAG_SATURATED_MS: Final = 50.0  # mean lateness of the loop over the window
+LOOP_BUSY_SATURATED: Final = 75.0  # percent of wall time the loop has work: beyond it, it queues its own work
+STARVED_SATURATED: Final = 15.0  # percent of wall time the loop had work but the process was off the CPU
 LAG_SPIKE_MS: Final = 250.0  # a single late wake-up this long is reported (not counted as saturation)
 FD_WARN_FRACTION: Final = 0.9  # open descriptors at 90% of the soft limit: new sockets will soon fail
 STALE_AFTER_S: Final = 15.0  # a worker snapshot older than this is shown as stale
@@ -67,6 +72,16 @@ def assess(snapshot: dict[str, Any]) -> tuple[bool, list[str]]:
         reasons.append(f"event loop {lag:.0f} ms late on average >= {LAG_SATURATED_MS:.0f} ms")
     elif lag_max >= LAG_SPIKE_MS:
         reasons.append(f"event loop stalled {lag_max:.0f} ms")
+    busy, starved = snapshot.get("loop_busy_percent") or 0.0, snapshot.get("loop_starved_percent") or 0.0
+    if starved >= STARVED_SATURATED:
+        saturated = True
+        reasons.append(
+            f"starved of CPU: its loop had work {busy:.0f}% of the time but ran {busy - starved:.0f}% "
+            "(another process shares its core)"
+        )
+    elif busy >= LOOP_BUSY_SATURATED:
+        saturated = True
+        reasons.append(f"loop busy {busy:.0f}% of the time >= {LOOP_BUSY_SATURATED:.0f}%")
     fds, limit = snapshot.get("fds"), snapshot.get("fd_limit")
     if fds is not None and limit and fds >= FD_WARN_FRACTION * limit:
         reasons.append(f"{fds} of {limit} file descriptors in use")
@@ -89,6 +104,10 @@ class LoadGenMonitor:
         self._host_cpu = 0.0
         self._rss = 0
         self._fds: int | None = None
+        self._busy = 0.0
+        self._starved = 0.0
+        self.loop = LoopMeter()
+        self._busy_mark: tuple[float, float, float] | None = None  # (wall, idle, cpu seconds) at the last sample
         self._sampled_at = 0.0
         self._greenlet: gevent.Greenlet | None = None
         self._was_saturated = False
@@ -106,6 +125,7 @@ class LoadGenMonitor:
             self.process.cpu_percent(None)  # the first call only sets psutil's reference point
             psutil.cpu_percent(None)
             self._sample(cpu=False)  # a CPU figure needs an interval: the first one comes after cpu_sample_s
+            self.loop.start()
             self._greenlet = gevent.spawn(self._run)
         return self
 
@@ -113,6 +133,7 @@ class LoadGenMonitor:
         if self._greenlet is not None:
             self._greenlet.kill(block=False)
             self._greenlet = None
+        self.loop.stop()
 
     @property
     def running(self) -> bool:
@@ -146,6 +167,8 @@ class LoadGenMonitor:
                     self._cpu_primed = True
                 elif cpu:
                     self._cpu = self.process.cpu_percent(None)
+                if cpu:
+                    self._measure_busy(self.process.cpu_times())
                 self._rss = self.process.memory_info().rss
                 self._fds = self.process.num_fds() if hasattr(self.process, "num_fds") else None
             if cpu:
@@ -168,6 +191,15 @@ class LoadGenMonitor:
             )
         self._was_saturated = saturated
 
+    def _measure_busy(self, times: Any) -> None:
+        """The loop's busy and starved shares since the last CPU sample (the first sample only marks)."""
+        mark = (time.perf_counter(), self.loop.idle_now(), times.user + times.system)
+        if self._busy_mark is not None and self._cpu_primed:
+            wall, idle, cpu = (now - then for now, then in zip(mark, self._busy_mark, strict=True))
+            self._busy, self._starved = shares(wall, idle, cpu)
+            self.health.record_busy(self._busy)
+        self._busy_mark = mark
+
     # --- reporting
     def snapshot(self) -> dict[str, Any]:
         """This process's latest numbers (plain JSON types: it travels to the master)."""
@@ -184,6 +216,8 @@ class LoadGenMonitor:
             "lag_ms": round(sum(lags) / len(lags), 2) if lags else 0.0,
             "lag_max_ms": round(max(lags), 2) if lags else 0.0,
             "lag_samples": len(lags),
+            "loop_busy_percent": self._busy,
+            "loop_starved_percent": self._starved,
             "at": self._sampled_at or time.time(),
         }
         data["saturated"], data["reasons"] = assess(data)
@@ -203,6 +237,8 @@ def total(parts: list[dict[str, Any]]) -> dict[str, Any]:
         "fd_limit": None,  # per process: see each row
         "lag_ms": max((p.get("lag_ms") or 0.0 for p in parts), default=0.0),
         "lag_max_ms": max((p.get("lag_max_ms") or 0.0 for p in parts), default=0.0),
+        "loop_busy_percent": max((p.get("loop_busy_percent") or 0.0 for p in parts), default=0.0),
+        "loop_starved_percent": max((p.get("loop_starved_percent") or 0.0 for p in parts), default=0.0),
         "saturated": any(p.get("saturated") for p in parts),
     }
     data["reasons"] = [r for p in parts for r in p.get("reasons", [])]
@@ -278,6 +314,7 @@ def sample_now(environment: Any, view: dict[str, Any] | None = None) -> dict[str
         "cpu_percent": total_["cpu_percent"],
         "loop_lag_ms": total_["lag_ms"],
         "loop_lag_max_ms": total_["lag_max_ms"],
+        "loop_busy_percent": total_["loop_busy_percent"],
         "rss_bytes": total_["rss_bytes"],
         "fds": total_["fds"],
         "saturated": view["saturated"],
@@ -289,7 +326,13 @@ def summary_section(environment: Any, started: float, ended: float) -> dict[str,
     if monitor_of(environment) is None:
         return None
     view = merged(environment)
-    limits = {"cpu_percent": CPU_SATURATED, "loop_lag_ms": LAG_SATURATED_MS, "window_s": WINDOW_S}
+    limits = {
+        "cpu_percent": CPU_SATURATED,
+        "loop_lag_ms": LAG_SATURATED_MS,
+        "loop_busy_percent": LOOP_BUSY_SATURATED,
+        "loop_starved_percent": STARVED_SATURATED,
+        "window_s": WINDOW_S,
+    }
     samples = list(getattr(environment, "lp_loadgen_samples", []))
     add_sample(samples, sample_now(environment, view))  # and where the run stands now
     return section(view["processes"], started, ended, samples, SAMPLE_INTERVAL_S, limits)
@@ -337,6 +380,8 @@ def merged(environment: Any) -> dict[str, Any]:
             "cpu_percent": CPU_SATURATED,
             "lag_ms": LAG_SATURATED_MS,
             "lag_spike_ms": LAG_SPIKE_MS,
+            "loop_busy_percent": LOOP_BUSY_SATURATED,
+            "loop_starved_percent": STARVED_SATURATED,
             "fd_fraction": FD_WARN_FRACTION,
             "window_s": WINDOW_S,
         },

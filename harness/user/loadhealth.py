@@ -47,6 +47,9 @@ class RunHealth:
     cpu_sum: float = 0.0
     cpu_samples: int = 0
     cpu_max: float = 0.0
+    busy_sum: float = 0.0
+    busy_samples: int = 0
+    busy_max: float = 0.0
     rss_max: int = 0
     fds_max: int | None = None
     periods: list[list[Any]] = field(default_factory=list)  # [from_ts, to_ts, [reasons]]
@@ -56,6 +59,11 @@ class RunHealth:
         self.lag_hist[key] = self.lag_hist.get(key, 0) + 1
         self.lag_sum_ms += lag_ms
         self.lag_max_ms = max(self.lag_max_ms, lag_ms)
+
+    def record_busy(self, busy_percent: float) -> None:
+        self.busy_sum += busy_percent
+        self.busy_samples += 1
+        self.busy_max = max(self.busy_max, busy_percent)
 
     def record_sample(
         self, now: float, interval_s: float, cpu: float | None, rss: int, fds: int | None, reasons: list[str] | None
@@ -90,6 +98,8 @@ class RunHealth:
             "lag_max_ms": round(self.lag_max_ms, 2),
             "cpu_mean": round(self.cpu_sum / self.cpu_samples, 1) if self.cpu_samples else None,
             "cpu_max": round(self.cpu_max, 1),
+            "busy_mean": round(self.busy_sum / self.busy_samples, 1) if self.busy_samples else None,
+            "busy_max": round(self.busy_max, 1),
             "rss_max": self.rss_max,
             "fds_max": self.fds_max,
             "periods": [[round(a, 3), round(b, 3), list(r)] for a, b, r in self.periods],
@@ -116,6 +126,7 @@ def add_sample(samples: list[dict[str, Any]], sample: dict[str, Any]) -> None:
                 "cpu_percent": max(a["cpu_percent"], b["cpu_percent"]),
                 "loop_lag_ms": max(a["loop_lag_ms"], b["loop_lag_ms"]),
                 "loop_lag_max_ms": max(a["loop_lag_max_ms"], b["loop_lag_max_ms"]),
+                "loop_busy_percent": max(a.get("loop_busy_percent") or 0.0, b.get("loop_busy_percent") or 0.0),
                 "rss_bytes": max(a["rss_bytes"], b["rss_bytes"]),
                 "fds": b["fds"],
                 "saturated": a["saturated"] or b["saturated"],
@@ -138,6 +149,8 @@ def _process_row(part: dict[str, Any], started: float, ended: float) -> dict[str
         "pid": part.get("pid"),
         "cpu_percent_mean": health.get("cpu_mean"),
         "cpu_percent_max": health.get("cpu_max"),
+        "loop_busy_percent_mean": health.get("busy_mean"),
+        "loop_busy_percent_max": health.get("busy_max"),
         "loop_lag_mean_ms": round(health.get("lag_sum_ms", 0.0) / n, 2) if n else None,
         "loop_lag_p99_ms": float(H.percentile(hist, n, 0.99)) if n else None,
         "loop_lag_max_ms": health.get("lag_max_ms") if n else None,
@@ -194,6 +207,7 @@ def section(
     total = {
         "processes": len(rows),
         "cpu_percent_max": round(sum(r["cpu_percent_max"] or 0.0 for r in rows), 1),
+        "loop_busy_percent_max": max((r["loop_busy_percent_max"] or 0.0 for r in rows), default=None),
         "loop_lag_mean_ms": max((r["loop_lag_mean_ms"] for r in lags), default=None),
         "loop_lag_p99_ms": max((r["loop_lag_p99_ms"] for r in lags), default=None),
         "loop_lag_max_ms": max((r["loop_lag_max_ms"] for r in lags), default=None),

@@ -112,6 +112,7 @@ def _process_detail(p: dict[str, Any]) -> str:
         f"RSS {_mb(p.get('rss_bytes'))}",
         f"open files {fds}",
         f"loop lag {_ms(p.get('lag_ms'))} ms avg, {_ms(p.get('lag_max_ms'))} ms max",
+        f"loop busy {p.get('loop_busy_percent') or 0:.0f}%",
     ]
     if p.get("host_cpu_percent") is not None and p.get("role") != "total":
         parts.append(f"host CPU {p['host_cpu_percent']:.0f}%")

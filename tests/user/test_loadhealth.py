@@ -7,9 +7,13 @@ is held busy on purpose (tests/user/stall_locustfile.py) reads saturated, at the
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import jsonschema
+import pytest
 
 from harness.reports.loading import load_schema
 from harness.user import loadhealth as LH
@@ -87,3 +91,36 @@ def test_a_starved_generator_is_saturated_when_it_was_and_the_gate_refuses_the_r
     assert generator["processes"][0]["loop_lag_max_ms"] >= 2500.0
     assert not summary["thresholds"]["passed"] and run.returncode == 3
     assert "load generator: SATURATED" in run.output
+
+
+def _duty_run(tmp_path: Path, core: int) -> dict:
+    env = {"LP_TEST_STALL_S": "0", "LP_TEST_DUTY": "0.4", "LP_TEST_PIN_CORE": str(core)}
+    run = run_locust(["-f", "tests/user/stall_locustfile.py", *QUICK, "-t", "8s"], tmp_path, env=env)
+    jsonschema.validate(run.summary, load_schema())
+    return run.summary["load_generator"]
+
+
+def test_a_generator_sharing_its_core_with_a_busy_process_is_starved_and_says_so(tmp_path: Path) -> None:
+    """The same 40 % of work on one core: alone, trustworthy; beside a busy process, starved.
+
+    The starved process's CPU reads about 40 %, under the 90 % line, and its loop is rarely 50 ms late:
+    only the loop's busy share against its CPU shows the half core it lost."""
+    cores = sorted(os.sched_getaffinity(0))
+    if len(cores) < 2:
+        pytest.skip("needs 2 cores: the busy process and the generator share one, the emulator has the other")
+    core = cores[-1]
+    alone = _duty_run(tmp_path / "alone", core)
+    (local,) = alone["processes"]
+    assert alone["verdict"] == "trustworthy", alone["reasons"]
+    assert 25.0 <= local["loop_busy_percent_max"] < 75.0, local  # the duty is seen, and is not saturation
+    hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        os.sched_setaffinity(hog.pid, {core})
+        shared = _duty_run(tmp_path / "shared", core)
+    finally:
+        hog.kill()  # the busy process this test started, by its handle
+        hog.wait()
+    assert shared["verdict"] == "saturated" and shared["saturated_share"] >= 0.5, shared
+    assert any("starved of CPU" in reason for reason in shared["reasons"]), shared["reasons"]
+    (local,) = shared["processes"]
+    assert local["cpu_percent_max"] < 90.0, local  # the CPU line alone would have called it trustworthy

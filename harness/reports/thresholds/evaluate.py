@@ -120,6 +120,7 @@ _GENERATOR_FIELDS: Final = {
     "loop_lag_p99": "loop_lag_p99_ms",
     "loop_lag_max": "loop_lag_max_ms",
     "cpu_max": "cpu_percent_max",
+    "loop_busy_max": "loop_busy_percent_max",
 }
 
 

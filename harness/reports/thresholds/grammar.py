@@ -52,6 +52,7 @@ SCOPE_METRICS: Final[dict[str, dict[str, str]]] = {
         "loop_lag_p99": MS,
         "loop_lag_max": MS,
         "cpu_max": NUMBER,
+        "loop_busy_max": NUMBER,
     },
     "run": {
         "rps": NUMBER,
