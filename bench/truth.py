@@ -12,6 +12,11 @@ server-side time) then give, per step, the harness's own overhead: client - serv
 (harness/reports/overhead.py), against the target of 1 ms at p50 and 5 ms at p99. The summary's
 ``load_generator`` verdict says whether the run was below saturation.
 
+Where the overhead comes from: an idle client (``bench/truth_probe.py``, its own process, one socket, a
+GetClock every 20 ms) runs through the middle of each load, and once before any. Its round trip is
+what the emulator, the kernel and waking an idle process cost under that load; the loaded harness's
+client time above it is the generator's own (``probe`` in each run, ``idle_probe``).
+
 ``--starve`` repeats ``--starve-sessions`` (1,000) with the locust process pinned to one core and a busy
 process pinned beside it (``taskset``), and reports the verdict: it must turn ``saturated`` and say
 when. Output: ``--out`` (JSON; default bench/results/truth.json) and a table on stdout.
@@ -108,8 +113,20 @@ def run_load(url: str, sessions: int, seconds: int, work: Path, pin: list[str] |
     return json.loads((folders[-1] / "summary.json").read_text())
 
 
+def start_probe(url: str, delay_s: float, seconds: float, out: Path) -> subprocess.Popen[bytes]:
+    """bench/truth_probe.py: an idle client's GetClock round trips while the load runs."""
+    return subprocess.Popen([sys.executable, str(ROOT / "bench" / "truth_probe.py"), url, str(delay_s), str(seconds), str(out)], cwd=ROOT)
+
+
+def probe_result(proc: subprocess.Popen[bytes], out: Path) -> dict[str, Any] | None:
+    proc.wait(timeout=60)
+    return json.loads(out.read_text()) if proc.returncode == 0 and out.is_file() else None
+
+
 def measure(url: str, sessions: int, seconds: int, work: Path, rtt: dict[str, float], pin: list[str] | None = None) -> dict[str, Any]:
     admin(url, "/admin/ledger/reset", "POST")
+    out = work / f"probe-{sessions}-{'pinned' if pin else 'free'}.json"
+    probe = start_probe(url, seconds / 3, seconds / 2, out)  # the middle of the run: the load is on
     summary = run_load(url, sessions, seconds, work, pin)
     generator = summary.get("load_generator") or {}
     return {
@@ -119,6 +136,7 @@ def measure(url: str, sessions: int, seconds: int, work: Path, rtt: dict[str, fl
         "load_generator": {k: generator.get(k) for k in ("verdict", "saturated_share", "saturated_periods", "reasons")}
         | {"total": generator.get("total")},
         "socket_failures": summary["phases"]["socket"]["failures"],
+        "probe": probe_result(probe, out),
     }
 
 
@@ -140,6 +158,7 @@ def main(argv: list[str] | None = None) -> int:
         emulator, url = start_emulator(work / "emulator.log")
         hog = None
         try:
+            result["idle_probe"] = probe_result(start_probe(url, 0, 5, work / "probe-idle.json"), work / "probe-idle.json")
             for n in counts:
                 result["runs"].append(measure(url, n, seconds, work, rtt))
             if args.starve:
@@ -154,10 +173,12 @@ def main(argv: list[str] | None = None) -> int:
             emulator.wait(timeout=30)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     print(f"loopback round trip: p50 {rtt['p50']} ms, p99 {rtt['p99']} ms")
+    print(f"an idle client's GetClock, 20 ms apart, no load: {result.get('idle_probe')}")
     for run in result["runs"]:
         gen = run["load_generator"]
         print(f"\n{run['sessions']} sessions{' (starved)' if run['pinned'] else ''}: generator {gen['verdict']}"
-              f" ({(gen.get('saturated_share') or 0):.1%} saturated), socket failures {run['socket_failures']}")  # fmt: skip
+              f" ({(gen.get('saturated_share') or 0):.1%} saturated; {'; '.join(gen.get('reasons') or [])[:160]}),"
+              f" socket failures {run['socket_failures']}; an idle client beside it: {run.get('probe')}")  # fmt: skip
         for row in run["rows"]:
             print(f"  {row['step']:<22} client p50 {row['client_p50_ms']:>8} p99 {row['client_p99_ms']:>8}"
                   f"  server p50 {row['server_p50_ms']:>7} p99 {row['server_p99_ms']:>7}"
