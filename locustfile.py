@@ -3,7 +3,7 @@
     locust -f locustfile.py --headless -u 50 -r 10 -t 1m     # against the embedded emulator
     LP_ACCOUNT=... LP_IDP=... LP_ASYNCMESSAGINGENT=... locust -f locustfile.py   # a real account, web UI
 
-Options: ``locust -f locustfile.py --help`` (the ``--lp-*`` ones), README.md for the rest.
+Options: ``lp-harness run --help`` (Locust's and the ``--lp-*`` ones), README.md for the rest.
 The wiring lives in harness/user/locustfile.py, which ``lp-harness run`` uses too.
 """
 

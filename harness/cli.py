@@ -1,7 +1,7 @@
 """The ``lp-harness`` command: one entry point with a subcommand per tool.
 
     lp-harness emulator [options]        the embedded LivePerson emulator (IDP, CSDS, messaging socket)
-    lp-harness run [locust options]      the load test (locust -f <lp-harness locustfile>)
+    lp-harness run [locust options]      the load test (locust -f <lp-harness locustfile>); --help: with the --lp-* options
     lp-harness compare BASE CANDIDATE    compare two runs (terminal, Markdown, HTML)
     lp-harness trend RUN...              one HTML page of metrics across runs
     lp-harness thresholds check RUN      evaluate thresholds against a finished run (JUnit XML)
@@ -25,6 +25,19 @@ def _run(argv: list[str]) -> int:
     # asyncio emulator (``lp-harness emulator``) must never be.
     from locust.main import main as locust_main
 
+    if any(arg in ("-h", "--help") for arg in argv):
+        # Locust prints its help before it loads a locustfile, so without the --lp-* options; here they are.
+        from locust.argument_parser import get_parser
+
+        from harness.options import add_arguments
+
+        parser = get_parser()
+        add_arguments(parser)
+        for action in parser._actions:  # our help is plain text ("fail_ratio<2%"); argparse formats it with %
+            if action.dest.startswith("lp_") and action.help:
+                action.help = action.help.replace("%", "%%")
+        parser.print_help()
+        return 0
     sys.argv = ["locust", "-f", str(LOCUSTFILE), *argv]
     locust_main()
     return 0

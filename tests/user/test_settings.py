@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -91,3 +93,13 @@ def test_public_settings_hold_no_key_material(tmp_path: Path) -> None:
         )
     )
     assert "PRIVATE KEY" not in repr(settings.public())
+
+
+def test_run_help_lists_the_harness_options_beside_locusts() -> None:
+    """Locust prints --help before it loads a locustfile; ``lp-harness run --help`` has ours too."""
+    out = subprocess.run(
+        [sys.executable, "-m", "harness.cli", "run", "--help"], capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    for flag in ("--users", "--lp-account", "--lp-threshold", "--lp-on-drop"):
+        assert flag in out.stdout, flag
