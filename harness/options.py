@@ -220,12 +220,51 @@ def add_arguments(parser: Any) -> None:
         default=False,
     )
     add(
+        "--lp-proxy",
+        "LP_PROXY",
+        "HTTP proxy for the IDP calls and the WebSocket (CONNECT tunnels): http://[user:pass@]host:port, for "
+        "every target, the embedded emulator too; none (or direct): no proxy. Unset: HTTPS_PROXY / HTTP_PROXY / "
+        "NO_PROXY as requests reads them, never for the embedded emulator. See docs/scale-out.md.",
+        default="",
+        include_in_web_ui=False,
+    )
+    add(
+        "--lp-source-addresses",
+        "LP_SOURCE_ADDRESSES",
+        "Local IPs and/or CIDRs (comma-separated) the WebSocket sockets leave from in turn, each its own "
+        "ephemeral port range per target (to the proxy, with one); checked at start. Unset: loopback "
+        "targets get 64 loopback addresses. See docs/scale-out.md.",
+        default="",
+        include_in_web_ui=False,
+    )
+    add(
         "--lp-scenario",
         "LP_SCENARIO",
-        "Scenario profile recorded in reports (smoke, load, soak, chat, custom).",
+        "Scenario profile recorded in reports (smoke, load, soak, chat, custom); spike, breakpoint and arrival "
+        "also run their shape (scenarios/shapes.py, docs/shapes.md).",
         default="custom",
         choices=list(SCENARIOS),
     )
+    add(
+        "--lp-arrival-rate",
+        "LP_ARRIVAL_RATE",
+        "Open model: new sessions per second whatever each holds, e.g. '20', or a ramp over the run time "
+        "'5:50'; -u is then the cap of sessions at once (arrivals finding no free user are dropped). Empty: off.",
+        default="",
+    )
+    add(
+        "--lp-breakpoint-steps",
+        "LP_BREAKPOINT_STEPS",
+        "Breakpoint: steps of users up to -u (step k runs k/N of -u), each judged on its own window.",
+        default="10",
+    )
+    add(
+        "--lp-breakpoint-step-time",
+        "LP_BREAKPOINT_STEP_TIME",
+        "Breakpoint: seconds each step holds (0: the run time / steps, or 60 s without a run time).",
+        default="0",
+    )
+    parser.add_argument("--lp-arrival-plan", default="", help=argparse.SUPPRESS, include_in_web_ui=False)
     add("--lp-label", "LP_LABEL", "A label for this run in reports, e.g. the release under test.", default="")
     add(
         "--lp-stop-is-success",
@@ -241,6 +280,22 @@ def add_arguments(parser: Any) -> None:
         "Seconds per row of the run over time in the reports (summary.json's timeline, report.html's charts); "
         "rows merge as a long run grows, so an 8-hour run stays bounded.",
         default="10",
+    )
+    add(
+        "--lp-prometheus-port",
+        "LP_PROMETHEUS_PORT",
+        "Serve the run's live numbers at /metrics for Prometheus (master or the only process) on this port of "
+        "127.0.0.1, or on HOST:PORT (0.0.0.0:9646: every interface); 0: off. See docs/monitoring.md.",
+        default="0",
+        include_in_web_ui=False,
+    )
+    add(
+        "--lp-prometheus-linger",
+        "LP_PROMETHEUS_LINGER",
+        "Seconds the process waits at its end for one scrape of /metrics that has the final numbers "
+        "(0: exit at once; the scrape interval or more).",
+        default="15",
+        include_in_web_ui=False,
     )
     in_form = ui_may_edit_paths()  # path-like and emulator settings: not in the web UI's form (user/uiguard.py)
     add(

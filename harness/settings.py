@@ -16,13 +16,15 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any, Final, Literal
 
+from harness import settings_network as network
 from harness import settings_values as values
 from harness.protocol import paths
 from harness.protocol.latency import LatencySpec
+from harness.settings_address import listen_address
 from harness.settings_values import SettingsError
 
 IDENTITIES: Final = ("anonymous", "external")
-SCENARIOS: Final = ("custom", "smoke", "load", "soak", "chat")
+SCENARIOS: Final = ("custom", "smoke", "load", "soak", "chat", "spike", "breakpoint", "arrival")
 ON_TARGET_DOWN: Final = ("pause", "abort")
 ON_DROP: Final = ("fail", "reconnect")
 CONSUMERS: Final = ("new", "returning")
@@ -75,11 +77,18 @@ class Settings:
     reply_timeout_s: float = 10.0  # a message the agent has not answered by then fails the session ("no reply")
     typing: bool = False  # a ChatStateEvent COMPOSING before each message
     verify_tls: bool = True
+    proxy: str = ""  # --lp-proxy: "" the environment's (never for the embedded emulator), "none", or a URL (secret)
+    source_addresses: tuple[str, ...] = ()  # --lp-source-addresses, expanded: the sockets' local addresses in turn
     scenario: str = "custom"
+    arrival_rate: tuple[float, float] | None = None  # open model: sessions/s, from -> to over the run (user/arrival.py)
+    breakpoint_steps: int = 10  # breakpoint: -u reached in this many equal steps of users (user/breakpoint.py)
+    breakpoint_step_s: float = 0.0  # seconds each step holds (0: the run time / steps, else 60)
     label: str | None = None
     reports_dir: str = "reports"
     stop_is_success: bool = False  # SIGTERM/Ctrl-C is the run's normal end (exit on the verdict, not 6)
     timeline_interval_s: float = 10.0  # the run over time in the reports: one row this often (user/timeline.py)
+    prometheus_listen: tuple[str, int] | None = None  # /metrics on (host, port) (user/prometheus.py); None: off
+    prometheus_linger_s: float = 15.0  # at the end, wait this long for a scrape of the final numbers
     threshold_files: tuple[str, ...] = ()
     threshold_rules: tuple[str, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
@@ -93,6 +102,7 @@ class Settings:
         data = asdict(self)
         data.pop("extra", None)
         data["socket_url"] = self.socket_url
+        data["proxy"] = network.redacted(self.proxy)  # a proxy URL's password is a secret
         return data
 
     @classmethod
@@ -131,6 +141,11 @@ class Settings:
         scenario = getattr(options, "lp_scenario", "custom") or "custom"
         if scenario not in SCENARIOS:
             raise SettingsError(f"--lp-scenario must be one of {', '.join(SCENARIOS)}, not {scenario!r}")
+        if scenario == "breakpoint" and not (getattr(options, "lp_threshold", None) or getattr(options, "lp_thresholds", None)):
+            raise SettingsError(
+                "--lp-scenario breakpoint steps the users up until a threshold breaks: give one with "
+                "--lp-threshold RULE (e.g. 'authenticate:p95<200') or --lp-thresholds FILE"
+            )
         return cls(
             account=account,
             idp=idp,
@@ -165,11 +180,18 @@ class Settings:
             reply_timeout_s=values.seconds(options, "lp_reply_timeout", minimum=0.01),
             typing=bool(getattr(options, "lp_typing", False)),
             verify_tls=not bool(getattr(options, "lp_insecure", False)),
+            proxy=network.proxy(options, (idp, messaging)),
+            source_addresses=network.source_addresses(options),
             scenario=scenario,
+            arrival_rate=values.arrival_rate(options, required=scenario == "arrival"),
+            breakpoint_steps=max(1, values.count(options, "lp_breakpoint_steps")),
+            breakpoint_step_s=values.seconds(options, "lp_breakpoint_step_time", minimum=0.0),
             label=(getattr(options, "lp_label", None) or None),
             reports_dir=getattr(options, "lp_reports_dir", None) or "reports",
             stop_is_success=bool(getattr(options, "lp_stop_is_success", False)),
             timeline_interval_s=values.seconds(options, "lp_timeline_interval", minimum=0.5),
+            prometheus_listen=listen_address(options, "lp_prometheus_port"),
+            prometheus_linger_s=values.seconds(options, "lp_prometheus_linger", minimum=0.0),
             threshold_files=values.listed(getattr(options, "lp_thresholds", None)),
             threshold_rules=values.listed(getattr(options, "lp_threshold", None)),
         )

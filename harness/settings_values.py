@@ -105,3 +105,28 @@ def delay(options: argparse.Namespace, dest: str) -> LatencySpec:
         raise SettingsError(
             f"--{dest.replace('_', '-')} {raw!r} is not a delay ({exc}): give seconds, e.g. '2' or '1+uniform:2'"
         ) from None
+
+
+def arrival_rate(options: argparse.Namespace, *, required: bool) -> tuple[float, float] | None:
+    """``--lp-arrival-rate``: ``RATE`` or a ramp ``FROM:TO`` in sessions/s (harness.user.arrival); None: off.
+
+    A ramp runs over the run time, so it needs one (checked where the run is driven, not on a worker).
+    """
+    raw = str(getattr(options, "lp_arrival_rate", None) or "").strip()
+    fix = "give sessions per second, e.g. '20', or a ramp over the run time, e.g. '5:50'"
+    if not raw:
+        if required:
+            raise SettingsError(f"--lp-scenario arrival needs --lp-arrival-rate: {fix}")
+        return None
+    first, sep, second = raw.partition(":")
+    try:
+        rate_from = float(first)
+        rate_to = float(second) if sep else rate_from
+    except ValueError:
+        raise SettingsError(f"--lp-arrival-rate {raw!r} is not a rate: {fix}") from None
+    rates = (rate_from, rate_to)
+    if not all(math.isfinite(r) and r >= 0 for r in rates) or not any(rates):
+        raise SettingsError(f"--lp-arrival-rate {raw!r} must be >= 0 and not all 0: {fix}")
+    if rate_from != rate_to and not getattr(options, "run_time", None) and not getattr(options, "worker", False):
+        raise SettingsError(f"--lp-arrival-rate {raw!r} ramps over the run time: give one with -t / --run-time")
+    return rates

@@ -115,6 +115,16 @@ class Dropped(ClientError):
     category = "dropped"
 
 
+class ProxyError(ClientError):
+    """The HTTP proxy refused: the connection (``proxy refused``), or the CONNECT with ``status``
+    (``proxy 407``, ``proxy 403``, ``proxy 502``...), or ended or garbled its answer
+    (``proxy dropped``, ``proxy bad answer``); harness/client/proxy.py says which."""
+
+    def __init__(self, message: str, *, status: int | None = None, category: str | None = None) -> None:
+        self.status = status
+        super().__init__(message, category=category or (f"proxy {status}" if status else "proxy refused"))
+
+
 CloseKind = str  # "clean" | "server" | "dropped" | "pong timeout"
 
 

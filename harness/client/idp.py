@@ -3,7 +3,9 @@
 The calls go through :class:`locust.contrib.fasthttp.FastHttpSession` with ``catch_response``
 so that Locust's transport is used while the *timing and reporting* stay in the one place the
 user owns (``StepReporter.measure``): the returned context manager is never entered, so the
-session fires no event of its own.
+session fires no event of its own. Through a proxy (:mod:`harness.client.proxy`) the session
+carries geventhttpclient's proxy settings, and a failure the proxy caused comes out as its
+``ProxyError`` (``proxy refused``, ``proxy 407``...), naming the proxy, not the IDP.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.client.errors import BadFrame, HttpStatusError
+from harness.client.proxy import http_failure, refusal
 from harness.protocol import idp as contract
 from harness.protocol import paths, tokens
 from harness.protocol.retry import parse_retry_after
@@ -22,6 +25,7 @@ if TYPE_CHECKING:
     from locust.contrib.fasthttp import FastHttpSession
 
     from harness.settings import Settings
+    from harness.settings_network import ProxyUrl
 
 JSON_HEADERS = {"Content-Type": contract.CONTENT_TYPE, "Accept": contract.CONTENT_TYPE}
 # authenticate is the token phase's last call: the server closes the connection after it, so the
@@ -33,9 +37,13 @@ LAST_CALL_HEADERS = {**JSON_HEADERS, "Connection": "close"}
 class IdpClient:
     """anonymous/authorize and authenticate for one account."""
 
-    def __init__(self, session: FastHttpSession, account: str) -> None:
+    def __init__(self, session: FastHttpSession, account: str, proxy: ProxyUrl | None = None) -> None:
         self.session = session
         self.account = account
+        self.proxy = proxy  # the session's proxy: the failures it causes are named after it
+        # A plain proxy reads each http request on its own, and one that closes after each answer
+        # without saying so (tinyproxy) would race the next call on that connection: a new one each.
+        self._connection_per_call = proxy is not None and not (session.base_url or "").startswith("https:")
         self._authorize_path = paths.anonymous_authorize_path(account)
         self._authenticate_path = paths.authenticate_path(account)
 
@@ -52,12 +60,28 @@ class IdpClient:
         return _token_of(self._post(self._authenticate_path, contract.authenticate_body(auth_code), LAST_CALL_HEADERS))
 
     def _post(self, path: str, body: dict[str, Any] | None, headers: dict[str, str] = JSON_HEADERS) -> Any:
-        response = self.session.request(
-            "POST", path, data=json.dumps(body) if body is not None else "", headers=headers, catch_response=True
-        )
+        try:
+            return self._call(path, body, headers)
+        finally:
+            if self._connection_per_call:
+                self.session.client.close()
+
+    def _call(self, path: str, body: dict[str, Any] | None, headers: dict[str, str]) -> Any:
+        try:
+            response = self.session.request(
+                "POST", path, data=json.dumps(body) if body is not None else "", headers=headers, catch_response=True
+            )
+        except RuntimeError as exc:  # geventhttpclient: the proxy refused the CONNECT
+            if self.proxy is None:
+                raise
+            raise self._proxied(exc) from None
         error = getattr(response, "error", None)
         if response.status_code == 0 and error is not None:
-            raise error  # transport failure: refused, timeout, TLS... categorised by the caller
+            raise self._proxied(error)  # transport failure: refused, timeout, TLS... categorised by the caller
+        if response.status_code == 407 and self.proxy is not None:  # an http IDP's request, refused by the proxy
+            raise refusal(
+                self.proxy, 407, "Proxy Authentication Required", *paths.host_port(self.session.base_url or "")
+            )
         if not 200 <= response.status_code < 300:
             error = HttpStatusError(response.status_code, _error_text(response))
             error.retry_after = _retry_after(response)  # 429/503: the user's backoff waits at least this long
@@ -66,6 +90,12 @@ class IdpClient:
             return json.loads(response.content or b"")
         except ValueError as exc:
             raise BadFrame(f"IDP answered {response.status_code} with a body that is not JSON ({exc})") from None
+
+    def _proxied(self, exc: BaseException) -> BaseException:
+        """``exc`` as the proxy's failure when the proxy caused it; as it is otherwise (or without a proxy)."""
+        if self.proxy is None:
+            return exc
+        return http_failure(exc, self.proxy, *paths.host_port(self.session.base_url or ""))
 
 
 class IdentitySource:

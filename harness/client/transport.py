@@ -1,4 +1,4 @@
-"""A consumer socket's transport: the URL's target, TCP, the loopback source address, TLS, the upgrade.
+"""A consumer socket's transport: the URL's target, TCP (source address, proxy tunnel), TLS, the upgrade.
 
 Done here in a few lines instead of through ``websocket.create_connection``, which looks up
 proxies in the environment, builds a fresh ``SSLContext`` per socket (loading the CA store each
@@ -8,10 +8,12 @@ the client CPU per connect of both (``--mode client`` against ``--mode naive``).
 What the upgrade says (the request, the ``Authorization: jwt`` header, the accept key, the
 answer's status) is :mod:`harness.protocol.handshake`'s; this module only moves its bytes.
 
-Sockets to a loopback target (the emulator) leave from one of 64 loopback source addresses in
-turn (:func:`_bind_loopback_source`): all sockets from one address to one host:port share one
-ephemeral port range, and once about half of it is in use Linux searches it on every
-``connect()`` (0.65 ms each at 18,000 held sockets, against 0.02 ms when spread).
+How the TCP connection is made is the process's :class:`Route`, set once per process from the
+run's settings (:func:`use_route`): the source address each socket leaves from in turn
+(:mod:`harness.client.sources`: by default 64 loopback addresses for a loopback target, or
+``--lp-source-addresses``) and the HTTP proxy, if any, whose CONNECT tunnel the TLS and the
+upgrade then run in (:mod:`harness.client.proxy`). Without one, the transport connects
+directly, spreading loopback sockets, and reads no proxy from the environment.
 
 gevent modules are used explicitly (``gevent.socket``, ``gevent.ssl``), so the transport behaves
 the same in a monkey-patched Locust process and in a plain test process.
@@ -19,14 +21,13 @@ the same in a monkey-patched Locust process and in a plain test process.
 
 from __future__ import annotations
 
-import itertools
 import os
 import ssl
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlsplit
 
 import gevent
@@ -34,14 +35,17 @@ from gevent import socket as gsocket
 from gevent import ssl as gssl
 
 from harness.client.errors import ClientError, Dropped, HandshakeRejected, Timeout, typed
+from harness.client.proxy import tunnel, unreachable
 from harness.client.resolver import ip_literal_family
+from harness.client.sources import LOOPBACK, SourceAddresses, connect_tcp
 from harness.protocol import handshake, paths
 from harness.protocol.retry import parse_retry_after
+from harness.settings_network import DIRECT, ProxyUrl, choose_proxy
+
+if TYPE_CHECKING:
+    from harness.settings import Settings
 
 UPGRADE_RECV_SIZE: Final = 4096
-LOOPBACK_SOURCES: Final = tuple(f"127.0.1.{n}" for n in range(1, 65))
-_IP_BIND_ADDRESS_NO_PORT: Final = getattr(gsocket, "IP_BIND_ADDRESS_NO_PORT", 24)  # Linux >= 4.2
-_next_loopback_source = itertools.cycle(LOOPBACK_SOURCES).__next__
 
 _BAD_HANDSHAKE: Final = "error BadHandshake"
 
@@ -102,42 +106,66 @@ def _wrap_tls(sock: gsocket.socket, ctx: ssl.SSLContext, host: str) -> gssl.SSLS
     return gssl.SSLSocket(sock=sock, server_hostname=host, _context=ctx)  # what gevent's wrap_socket does
 
 
-def _open_tcp(where: Target) -> gsocket.socket:
-    if where.address is not None:
-        candidates: Iterable[tuple[Any, ...]] = [where.address]
-    else:
-        candidates = [(info[0], info[4]) for info in gsocket.getaddrinfo(where.host, where.port, 0, gsocket.SOCK_STREAM)]
-    error: OSError | None = None
-    for family, sockaddr in candidates:
-        sock = gsocket.socket(family, gsocket.SOCK_STREAM)
-        try:
-            sock.setsockopt(gsocket.IPPROTO_TCP, gsocket.TCP_NODELAY, 1)
-            if family == gsocket.AF_INET and sockaddr[0].startswith("127."):
-                _bind_loopback_source(sock)
-            sock.connect(sockaddr)
-            return sock
-        except OSError as exc:
-            sock.close()
-            error = exc
-        except BaseException:
-            sock.close()
-            raise
-    raise error or OSError(f"no address for {where.host}")
+@dataclass(frozen=True, slots=True)
+class Route:
+    """How this process's sockets reach their targets: the ``--lp-proxy`` setting and the source addresses.
 
-
-def _bind_loopback_source(sock: gsocket.socket) -> None:
-    """Leave from the next loopback source address, its port picked at connect (no port search).
-
-    A load generator holding thousands of sockets to one emulator would otherwise fill the one
-    port range between 127.0.0.1 and the emulator's port. Where 127/8 is not all on the
-    loopback interface (macOS has only 127.0.0.1), the bind fails and the socket connects
-    as before.
+    ``embedded``: the target is the emulator the harness started (the environment's proxies do
+    not apply to it). The default route is direct, spreading loopback sockets.
     """
+
+    proxy: str = DIRECT
+    embedded: bool = False
+    sources: SourceAddresses = LOOPBACK
+
+    def proxy_for(self, url: str) -> ProxyUrl | None:
+        """The proxy a connection to ``url`` goes through, None for a direct one (decided once per URL)."""
+        return _proxy_for(url, self.proxy, self.embedded)
+
+
+@lru_cache(maxsize=64)
+def _proxy_for(url: str, setting: str, embedded: bool) -> ProxyUrl | None:
+    return choose_proxy(url, setting, embedded=embedded)
+
+
+_route = Route()
+
+
+def route_of(settings: Settings) -> Route:
+    """The route a run's settings say: their proxy, and their source addresses or the loopback spread."""
+    sources = SourceAddresses(settings.source_addresses, strict=True) if settings.source_addresses else LOOPBACK
+    return Route(settings.proxy, settings.target == "emulator", sources)
+
+
+def use_route(route: Route) -> Route:
+    """Make ``route`` this process's (every user of a run has the same settings); returns the previous one."""
+    global _route
+    previous, _route = _route, route
+    return previous
+
+
+def install_route(settings: Settings) -> Route:
+    """The run's route, made this process's once: each user calls it, and the source addresses keep turning."""
+    made_from = (_route.proxy, _route.embedded, _route.sources.addresses if _route.sources.strict else ())
+    if made_from != (settings.proxy, settings.target == "emulator", settings.source_addresses):
+        use_route(route_of(settings))
+    return _route
+
+
+def _open_tcp(where: Target, route: Route, proxy: ProxyUrl | None) -> gsocket.socket:
+    """TCP to the target, or to the proxy and through its tunnel to the target, from the route's source address."""
+    if proxy is None:
+        return connect_tcp(where.host, where.port, route.sources, where.address)
     try:
-        sock.setsockopt(gsocket.IPPROTO_IP, _IP_BIND_ADDRESS_NO_PORT, 1)
-        sock.bind((_next_loopback_source(), 0))
-    except OSError:
-        pass
+        sock = connect_tcp(proxy.host, proxy.port, route.sources)
+    except OSError as exc:  # refused, unreachable, unknown name: the proxy's, and said so
+        raise unreachable(proxy, exc) from None
+    try:
+        tunnel(sock, proxy, where.host, where.port)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
 
 
 def upgrade(sock: Any, where: Target, token: str | None, headers: Iterable[str] = ()) -> bytes:
@@ -187,11 +215,13 @@ def open_upgraded(
     Refused, Timeout, TlsError, Dropped, or ClientError with its category.
     """
     where = target(url)
+    route = _route
+    proxy = route.proxy_for(url)
     timer = gevent.Timeout(timeout)
     timer.start()
     sock = None
     try:
-        sock = _open_tcp(where)
+        sock = _open_tcp(where, route, proxy)
         if where.secure:
             sock = _wrap_tls(sock, ssl_context or tls_context(verify_tls), where.host)
         leftover = upgrade(sock, where, token, headers)
@@ -200,7 +230,8 @@ def open_upgraded(
             sock.close()
         if exc is not timer:
             raise
-        raise Timeout(f"connect to {where.host}:{where.port} took over {timeout} s") from None
+        via = f" through proxy {proxy.where}" if proxy is not None else ""
+        raise Timeout(f"connect to {where.host}:{where.port}{via} took over {timeout} s") from None
     except BaseException as exc:
         if sock is not None:
             sock.close()

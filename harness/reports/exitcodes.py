@@ -6,8 +6,9 @@ failure count (that is what ``fail_ratio`` rules are for). 2 is always the harne
 the user's configuration, never the target's. A run stopped from outside (SIGTERM, Ctrl-C) is
 partial: its thresholds are still evaluated and reported, but it exits 6 (k6 exits 105 for the
 same), unless ``--lp-stop-is-success`` says the stop is the run's normal end (a soak an operator
-ends). A run that lost a worker exits 7: its report misses what that worker did last. See
-docs/reports.md.
+ends). A run that lost a worker exits 7: its report misses what that worker did last. A breakpoint
+run (docs/shapes.md) is meant to break a threshold: it exits 0 when it found its knee or never broke,
+and 3 only when not even its first step held. See docs/reports.md.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ DESCRIPTIONS: Final = {
     INCOMPLETE: "a worker was lost: the report is incomplete",
 }
 EXTERNAL_STOPS: Final = ("sigterm", "sigint")  # end reasons that mean "stopped from outside"
+BREAKPOINT_FOUND: Final = ("knee", "never broke")  # a breakpoint run that did its job (summary's breakpoint.verdict)
 
 
 def run_exit_code(
@@ -42,9 +44,10 @@ def run_exit_code(
 ) -> int:
     """The exit code a finished run should end with, from its summary alone.
 
-    Precedence: a harness error (2), then a lost worker (7), then an outside stop (6), then the
-    thresholds (0/3), then Locust's rule (0/1). ``exceptions``: unhandled exceptions in user code
-    (Locust counts those as errors too). ``stop_is_success``: None reads the run's own setting.
+    Precedence: a harness error (2), then a lost worker (7), then an outside stop (6), then a
+    breakpoint's verdict (0/3), then the thresholds (0/3), then Locust's rule (0/1). ``exceptions``:
+    unhandled exceptions in user code (Locust counts those as errors too). ``stop_is_success``: None
+    reads the run's own setting.
     """
     run = summary.get("run") or {}
     if run.get("end_reason") in ("error", "target down"):  # target down: --lp-on-target-down abort
@@ -55,6 +58,11 @@ def run_exit_code(
         stop_is_success = bool((run.get("settings") or {}).get("stop_is_success"))
     if run.get("end_reason") in EXTERNAL_STOPS and not stop_is_success:
         return INTERRUPTED
+    verdict = (summary.get("breakpoint") or {}).get("verdict")
+    if verdict in BREAKPOINT_FOUND:  # breaking a threshold is what a breakpoint run is for
+        return OK
+    if verdict == "no step held":
+        return THRESHOLDS_FAILED
     thresholds = summary.get("thresholds")
     if thresholds and thresholds.get("rules"):
         return OK if thresholds.get("passed") else THRESHOLDS_FAILED

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Final
 
+from harness.reports.loadshape import shape_lines
 from harness.reports.percentiles import display, ms_key
 
 FORMAT: Final = "lp-harness/summary"  # the schema's "format" const; readers check it (loading.py)
@@ -107,6 +108,7 @@ def terminal_table(summary: dict[str, Any]) -> str:
             f"messages: {messages['sent']} sent, {messages['replied']} replied, {messages['lost']} lost; "
             f"{messages['received']} agent messages received, {receipts} receipts sent"
         )
+    lines.extend(shape_lines(summary))  # the breakpoint's knee, the arrival rate kept or not (docs/shapes.md)
     generator = verdict_line(summary.get("load_generator"))
     if generator:
         lines.append(generator)

@@ -25,7 +25,7 @@ import harness
 from harness.reports import loghist
 from harness.reports.percentiles import MS_KEYS
 from harness.reports.summary import build_summary
-from harness.user import loadgen, precise, timeline
+from harness.user import arrival, breakpoint, loadgen, precise, timeline
 from harness.user.state import merged_metrics, state_of
 from harness.user.steps import STEP_ORDER, STEP_PHASES
 
@@ -125,7 +125,10 @@ def current_summary(environment: Environment) -> dict[str, Any]:
     metrics["load_generator"] = loadgen.summary_section(environment, started, state.ended_at or time.time())
     run_timeline = timeline.timeline_of(environment)
     metrics["timeline"] = run_timeline.section() if run_timeline is not None else None
-    return build_summary(run_metadata(environment), collect_steps(environment), metrics)
+    summary = build_summary(run_metadata(environment), collect_steps(environment), metrics)
+    shapes = {"arrival": arrival.section_of(environment), "breakpoint": breakpoint.section_of(environment, summary)}
+    summary.update({name: section for name, section in shapes.items() if section is not None})  # docs/shapes.md
+    return summary
 
 
 def end_reason(environment: Environment) -> str:

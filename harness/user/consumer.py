@@ -34,10 +34,12 @@ from locust.contrib.fasthttp import FastHttpSession
 from harness.client.errors import ClientError, ErrorResponse, categorize
 from harness.client.idp import IdentitySource, IdpClient
 from harness.client.keepalive import install_keepalive_check
+from harness.client.proxy import http_session_options
 from harness.client.resolver import install_numeric_fast_path
 from harness.client.socket import ConsumerSocket
+from harness.client.transport import install_route
 from harness.protocol.messages import MessageType, close_conversation_body, conversation_id_of
-from harness.user import journey
+from harness.user import arrival, journey
 from harness.user.backoff import UserBackoff, guard_of, host_of, policy_of, retry_after_of
 from harness.user.cleanup import CLEANUP_TIMEOUT_S, Cleanup, Leftover
 from harness.user.reconnect import STOPPED, Lost, Reconnector
@@ -77,6 +79,7 @@ class ConsumerUser(User):
         self.steps = StepReporter(environment.events.request)
         self.number = next(_user_numbers)
         self.identities = IdentitySource(self.settings, user_tag=f"{os.getpid()}-{self.number}")
+        idp_proxy = install_route(self.settings).proxy_for(self.settings.idp)  # proxy, source addresses: docs/scale-out.md
         self.http = FastHttpSession(
             self.settings.idp,
             request_event=environment.events.request,  # unused: StepReporter reports every step
@@ -85,8 +88,9 @@ class ConsumerUser(User):
             network_timeout=self.settings.http_timeout_s,
             connection_timeout=self.settings.http_timeout_s,
             max_retries=0,
+            **http_session_options(idp_proxy),
         )
-        self.idp = IdpClient(self.http, self.settings.account)
+        self.idp = IdpClient(self.http, self.settings.account, idp_proxy)
         self.backoff = UserBackoff(policy_of(self.settings), self.metrics)
         self.guard = guard_of(environment)
         self.idp_host, self.socket_host = host_of(self.settings.idp), host_of(self.settings.socket_url)
@@ -96,14 +100,20 @@ class ConsumerUser(User):
             self.settings, lambda: self.metrics, revisit, self.steps, self.backoff.policy, stopping_event(environment)
         )
         self.returning: ConsumerIdentity | None = None  # --lp-consumer returning: who comes back next session
+        self.arrivals = arrival.UserArrivals(environment, self.settings.arrival_rate is not None)  # the open model
 
     def wait_time(self) -> float:
-        """The think time, or longer: a failed session's pause per the retry policy (RETRY)."""
+        """The think time, or longer: a failed session's pause per the retry policy (RETRY); in the open
+        model (``--lp-arrival-rate``), until this user's next arrival instead (:mod:`harness.user.arrival`)."""
+        if self.arrivals.on:
+            return self.arrivals.wait()
         return max(self.settings.think_time_s, self.backoff.remaining())
 
     @task
     def session(self) -> None:
         """One session: the token phase, then the socket phase; a failure ends the session."""
+        if not self.arrivals.admitted():
+            return  # the open model: no arrival for this user yet (its wait_time waits for one)
         started = time.perf_counter()
         consumer = self._token_phase()
         if consumer is not None and not stopping_event(self.environment).is_set():

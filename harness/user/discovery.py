@@ -1,4 +1,7 @@
-"""Before a run: find the hosts through CSDS when asked (once, on the master, before any user starts)."""
+"""Before a run: find the hosts through CSDS when asked (once, on the master, before any user starts).
+
+The lookups take the run's proxy route (``--lp-proxy``, else the environment's: docs/scale-out.md).
+"""
 
 from __future__ import annotations
 
@@ -6,14 +9,16 @@ from urllib.parse import urlsplit
 
 import requests
 
+from harness.client.proxy import requests_proxies
 from harness.protocol import idp as contract
 from harness.protocol import paths
 from harness.settings import SettingsError
+from harness.settings_network import choose_proxy
 
 DISCOVERY_TIMEOUT_S = 10.0
 
 
-def discover(discovery: str, account: str) -> tuple[str, str]:
+def discover(discovery: str, account: str, proxy: str = "") -> tuple[str, str]:
     """(idp, asyncMessagingEnt) host names for ``account`` from the CSDS Domain API (lp-protocol.md 1)."""
     if not account:
         raise SettingsError("LP_ACCOUNT is not set: CSDS discovery (--lp-discovery) needs the account id")
@@ -26,8 +31,12 @@ def discover(discovery: str, account: str) -> tuple[str, str]:
     found = []
     for service in (paths.IDP_SERVICE, paths.ASYNC_MESSAGING_SERVICE):
         url = base + paths.csds_path(account, service)
+        via = choose_proxy(url, proxy)
         try:
-            response = requests.get(url, timeout=DISCOVERY_TIMEOUT_S)
+            response = requests.get(url, timeout=DISCOVERY_TIMEOUT_S, proxies=requests_proxies(via))
+        except requests.exceptions.ProxyError:  # only ever raised through a proxy
+            who, fix = (f"{via.where} ({via.origin})", via.fix()) if via else ("", "check the proxy")
+            raise SettingsError(f"LP_DISCOVERY {base}: the proxy {who} refused the lookup: {fix}") from None
         except requests.RequestException as exc:
             raise SettingsError(f"LP_DISCOVERY {base} is unreachable ({type(exc).__name__}): check the host") from None
         if response.status_code != 200:

@@ -7,7 +7,9 @@ IDP ends the run with exit code 2 and a line naming the setting before any load 
 or 5xx there is the target's state, not a setting: the run starts, says so, and the retry policy
 applies as for any session.
 Against the embedded emulator the authorize is skipped: we started it, and its ledger must hold
-exactly what the users did.
+exactly what the users did. Through a proxy (``--lp-proxy``, ``HTTPS_PROXY``...: docs/scale-out.md)
+the connect is the proxy's CONNECT tunnel, so a proxy that refuses (its port, 403, 407, 5xx) is
+one line naming it, by host:port only, and the fix.
 """
 
 from __future__ import annotations
@@ -20,10 +22,12 @@ from urllib.parse import urlsplit
 
 import requests
 
+from harness.client.proxy import ProxyError, requests_proxies, tunnel, unreachable
 from harness.protocol import idp as contract
 from harness.protocol import paths
 from harness.protocol.retry import parse_retry_after
 from harness.settings import Settings, SettingsError
+from harness.settings_network import ProxyUrl, choose_proxy
 
 log = logging.getLogger("lp-harness")
 TIMEOUT_S = 5.0
@@ -36,19 +40,37 @@ def preflight(settings: Settings, *, authorize: bool) -> dict[str, int]:
     Returns the requests it sent to the target, by step name (``{"sent": 1, "ok": 1}``), so a report
     can account for them: the target's own counts include them.
     """
+    _say_environment_skipped(settings)
     for name, attr in _HOSTS:
-        _reach(name, getattr(settings, attr), settings.verify_tls)
+        _reach(name, getattr(settings, attr), settings.verify_tls, _proxy(settings, getattr(settings, attr)))
     if authorize and settings.identity == "anonymous":
         ok = _authorize(settings)
         return {"anonymous-authorize": {"sent": 1, "ok": int(ok)}}
     return {}
 
 
-def _reach(name: str, url: str, verify: bool) -> None:
+def _proxy(settings: Settings, url: str) -> ProxyUrl | None:
+    return choose_proxy(url, settings.proxy, embedded=settings.target == "emulator")
+
+
+def _say_environment_skipped(settings: Settings) -> None:
+    """Once: the environment's proxy is not the embedded emulator's (curl would use it; a user would not)."""
+    if settings.target == "emulator" and not settings.proxy:
+        try:
+            skipped = choose_proxy(settings.socket_url, "")
+        except SettingsError:
+            skipped = None
+        if skipped is not None:
+            log.info("%s is not used for the embedded emulator (reached directly; --lp-proxy URL routes it)", skipped.origin)
+
+
+def _reach(name: str, url: str, verify: bool, proxy: ProxyUrl | None = None) -> None:
     secure = urlsplit(url).scheme in paths.SECURE_SCHEMES
     host, port = paths.host_port(url)
     try:
-        raw = socket.create_connection((host, port), timeout=TIMEOUT_S)
+        raw = _through(proxy, host, port) if proxy is not None else socket.create_connection((host, port), TIMEOUT_S)
+    except ProxyError as exc:
+        raise SettingsError(f"{name} {url}: {exc}") from None
     except OSError as exc:
         reason = exc.strerror or type(exc).__name__
         raise SettingsError(
@@ -77,12 +99,34 @@ def _reach(name: str, url: str, verify: bool) -> None:
             ) from None
 
 
+def _through(proxy: ProxyUrl, host: str, port: int) -> socket.socket:
+    """A socket tunnelled through ``proxy`` to ``host:port``; ProxyError when the proxy refuses."""
+    try:
+        raw = socket.create_connection((proxy.host, proxy.port), timeout=TIMEOUT_S)
+    except OSError as exc:
+        raise unreachable(proxy, exc) from None
+    try:
+        tunnel(raw, proxy, host, port)
+    except OSError as exc:  # reset or timed out before its answer
+        raw.close()
+        reason = exc.strerror or str(exc) or type(exc).__name__
+        raise ProxyError(f"proxy {proxy.where} ({proxy.origin}) did not answer CONNECT {host}:{port} ({reason})") from None
+    except BaseException:
+        raw.close()
+        raise
+    return raw
+
+
 def _authorize(settings: Settings) -> bool:
     """True when the IDP issued a token; False (with a warning) when it is throttled or failing."""
     url = settings.idp + paths.anonymous_authorize_path(settings.account)
     try:
         answer = requests.post(
-            url, headers={"Content-Type": contract.CONTENT_TYPE}, timeout=TIMEOUT_S, verify=settings.verify_tls
+            url,
+            headers={"Content-Type": contract.CONTENT_TYPE},
+            timeout=TIMEOUT_S,
+            verify=settings.verify_tls,
+            proxies=requests_proxies(_proxy(settings, settings.idp)),
         )
     except requests.RequestException as exc:
         raise SettingsError(f"LP_IDP {settings.idp} did not answer an anonymous authorize ({type(exc).__name__})") from None

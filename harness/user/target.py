@@ -35,7 +35,8 @@ def resolve_target(environment: Environment) -> None:
         if wants_embedded_emulator(options):
             _start_embedded_emulator(environment, state)
         elif (options.lp_discovery or "").strip() and not (options.lp_idp and options.lp_asyncmessagingent):
-            options.lp_idp, options.lp_asyncmessagingent = discover(options.lp_discovery, options.lp_account)
+            found = discover(options.lp_discovery, options.lp_account, getattr(options, "lp_proxy", "") or "")
+            options.lp_idp, options.lp_asyncmessagingent = found
         state.settings = Settings.from_options(options)
         state.rules = gate.rules_for(state.settings)
         _check_rule_names(state.rules)

@@ -30,8 +30,10 @@ from harness import webui
 from harness.options import add_arguments
 from harness.reports import exitcodes
 from harness.settings import Settings, SettingsError
-from harness.user import backoff, gate, interrupts, loadgen, precise, statsbound, timeline, uiguard, workers
+from harness.user import backoff, gate, interrupts, loadgen, precise, prometheus, statsbound, timeline, uiguard, workers
+from harness.user.arrival import install as install_arrivals
 from harness.user.reporting import check_reports_dir, print_summary, write_reports
+from harness.user.scenario import install_shape
 from harness.user.state import merged_metrics, state_of
 from harness.user.target import resolve_target, stop_emulator
 
@@ -55,6 +57,7 @@ def _on_init(environment: Environment, **_: Any) -> None:
     events.test_stopping.add_listener(_on_test_stopping)
     events.test_stop.add_listener(_on_test_stop)
     events.quitting.add_listener(_on_quitting)
+    install_arrivals(environment)  # every process: the open model's pacer (after _on_test_start: it reads the settings)
     coordinator = not isinstance(environment.runner, WorkerRunner)
     if coordinator:
         # "quit" fires after Locust printed its own tables: our summary is the last thing a run shows.
@@ -75,8 +78,10 @@ def _on_init(environment: Environment, **_: Any) -> None:
         if isinstance(environment.runner, MasterRunner):
             backoff.listen_for_workers(environment)  # a worker's target-down abort ends the whole run
         state.ui_started_with = uiguard.snapshot(environment.parsed_options)  # what the web UI may not change
+        install_shape(environment)  # --lp-scenario spike/breakpoint/arrival: its shape
         _check_reports_dir(environment)  # before the emulator or any user starts
         resolve_target(environment)
+        prometheus.install(environment)  # /metrics, when --lp-prometheus-port is set (after the settings are read)
 
 
 def _check_reports_dir(environment: Environment) -> None:
