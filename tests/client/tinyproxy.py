@@ -7,9 +7,7 @@ connected from which address and what they asked for, so a test can prove what w
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import socket
 import subprocess
 import time
@@ -17,7 +15,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
+from tests.tools import system_binary
 
 START_TIMEOUT_S = 10.0
 _CONNECT_RE = re.compile(r"Connect \(file descriptor (\d+)\): (\S+)")
@@ -66,13 +64,7 @@ class Tinyproxy:
 
 def need_tinyproxy() -> str:
     """The tinyproxy binary; skip (fail in CI) when it is not installed."""
-    path = shutil.which("tinyproxy") or ("/usr/bin/tinyproxy" if Path("/usr/bin/tinyproxy").exists() else None)
-    if path is None:
-        message = "tinyproxy is not installed (apt-get install tinyproxy; .ci/run installs it)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    return path
+    return system_binary("tinyproxy")
 
 
 def _free_port() -> int:

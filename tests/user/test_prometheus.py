@@ -11,9 +11,7 @@ lets the run exit at once, long before its linger is over.
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -26,14 +24,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from locust import argument_parser
 from prometheus_client.parser import text_string_to_metric_families
 
-from harness.options import add_arguments
 from harness.reports import exitcodes, loghist
 from harness.settings import Settings, SettingsError
 from harness.settings_address import listen_address
 from harness.user.prometheus import BUCKETS_S, cumulative_buckets, failure_category
+from tests.tools import parse_options, system_binary
 from tests.user.live import Live, clean_env, free_port
 from tests.user.runs import ROOT, run_locust
 
@@ -49,13 +46,7 @@ SUFFIXES = ("_bucket", "_count", "_sum")
 
 # ---------------------------------------------------------------------------- a real Prometheus
 def _prometheus_binary() -> str:
-    found = shutil.which("prometheus") or ("/usr/bin/prometheus" if os.access("/usr/bin/prometheus", os.X_OK) else None)
-    if found is None:
-        message = "Debian's prometheus is not installed (.ci/run installs it: apt-get install prometheus)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    return found
+    return system_binary("prometheus")
 
 
 def _get(url: str, timeout: float = 5) -> str:
@@ -309,16 +300,7 @@ def test_bad_listen_addresses_name_the_setting(raw: str) -> None:
         listen_address(Namespace(lp_prometheus_port=raw), "lp_prometheus_port")
 
 
-def parse(
-    args: list[str], monkeypatch: pytest.MonkeyPatch | None = None, env: dict[str, str] | None = None
-) -> Namespace:
-    """Locust's own parser with the harness's options: command line, then environment."""
-    for key, value in (env or {}).items():
-        assert monkeypatch is not None
-        monkeypatch.setenv(key, value)
-    parser = argument_parser.get_parser()
-    add_arguments(parser)
-    return parser.parse_args(args)
+parse = parse_options
 
 
 def test_the_settings_come_from_the_environment_too(monkeypatch: pytest.MonkeyPatch) -> None:

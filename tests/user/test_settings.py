@@ -7,20 +7,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from locust import argument_parser
 
-from harness.options import add_arguments
 from harness.protocol import tokens
 from harness.settings import Settings, SettingsError, wants_embedded_emulator
+from tests.tools import parse_options
 
-
-def parse(args: list[str], monkeypatch: pytest.MonkeyPatch | None = None, env: dict[str, str] | None = None):
-    for key, value in (env or {}).items():
-        assert monkeypatch is not None
-        monkeypatch.setenv(key, value)
-    parser = argument_parser.get_parser()
-    add_arguments(parser)
-    return parser.parse_args(args)
+parse = parse_options
 
 
 def test_tutorial_environment_names(monkeypatch: pytest.MonkeyPatch) -> None:
