@@ -1,4 +1,4 @@
-"""An idle client beside the load (bench/truth.py): one socket, a GetClock every 20 ms, its round trips.
+"""An idle client beside the load (bench/truth.py): one socket; GetClock, a conversation's request and its close, 20 ms apart.
 
     .venv/bin/python bench/truth_probe.py URL DELAY_S SECONDS OUT.json
 
@@ -26,28 +26,41 @@ import client_hold  # noqa: E402
 
 from harness.client import ConsumerSocket  # noqa: E402
 from harness.protocol import paths  # noqa: E402
-from harness.protocol.messages import MessageType  # noqa: E402
+from harness.protocol.messages import MessageType, close_conversation_body  # noqa: E402
 
 ACCOUNT = "truth"
 GAP_S = 0.02
 
 
-def probe(url: str, delay_s: float, seconds: float) -> dict[str, float]:
+def probe(url: str, delay_s: float, seconds: float) -> dict[str, dict[str, float]]:
+    """Round trips of GetClock and of a conversation's request and close, one after another, 20 ms apart."""
     gevent.sleep(delay_s)
     client_hold.ACCOUNT = ACCOUNT
     sock = ConsumerSocket.connect(paths.socket_url(url, ACCOUNT), client_hold.token_for(url), timeout=10, ping_interval=None)
-    rtts: list[float] = []
+    rtts: dict[str, list[float]] = {"get-clock": [], "request-conversation": [], "close-conversation": []}
+
+    def timed(name: str, type_: str, body: object = None) -> object:
+        started = time.perf_counter()
+        response = sock.request(type_, body, timeout=10)
+        rtts[name].append((time.perf_counter() - started) * 1000.0)
+        gevent.sleep(GAP_S)
+        return response
+
     try:
         until = time.perf_counter() + seconds
         while time.perf_counter() < until:
-            started = time.perf_counter()
-            sock.request(MessageType.GET_CLOCK, None, timeout=10)
-            rtts.append((time.perf_counter() - started) * 1000.0)
-            gevent.sleep(GAP_S)
+            timed("get-clock", MessageType.GET_CLOCK)
+            opened = timed("request-conversation", MessageType.REQUEST_CONVERSATION)
+            conversation = opened.body["conversationId"]  # type: ignore[attr-defined]
+            timed("close-conversation", MessageType.UPDATE_CONVERSATION_FIELD, close_conversation_body(conversation))
     finally:
         sock.close()
-    rtts.sort()
-    return {"count": len(rtts), "p50_ms": round(rtts[len(rtts) // 2], 3), "p99_ms": round(rtts[int(0.99 * len(rtts))], 3)}
+    return {name: _percentiles(values) for name, values in rtts.items() if values}
+
+
+def _percentiles(values: list[float]) -> dict[str, float]:
+    values = sorted(values)
+    return {"count": len(values), "p50_ms": round(values[len(values) // 2], 3), "p99_ms": round(values[int(0.99 * len(values))], 3)}
 
 
 if __name__ == "__main__":

@@ -28,16 +28,7 @@ import gevent.lock
 from gevent import socket as gsocket
 
 from harness.client import framing
-from harness.client.errors import (
-    BadFrame,
-    ClientError,
-    CloseInfo,
-    CloseKind,
-    ErrorResponse,
-    Timeout,
-    categorize,
-    typed,
-)
+from harness.client.errors import BadFrame, ClientError, CloseInfo, CloseKind, ErrorResponse, Timeout, categorize, typed
 from harness.client.framing import OP_BINARY, OP_CLOSE, OP_PING, OP_PONG, OP_TEXT, PING_FRAME, frame
 from harness.client.pinger import clock, scheduler
 from harness.client.transport import open_upgraded, tls_context
@@ -78,6 +69,7 @@ class ConsumerSocket:
         "_sock", "_fb", "_cont", "_wlock", "_reader",  # the connection, its frame reader and writer lock
         "_conn", "_closing", "_close_code", "_keepalive",  # protocol state: requests, close, pings
         "_cut",  # the request its caller was killed waiting for: (type, waiter)
+        "_read_at", "last_answer_s",  # when the reader last read bytes; the last request's write-to-read time
         "request_timeout", "on_notification", "on_pong", "on_pong_timeout", "on_close", "on_bad_frame",
         "close_info", "pings_sent", "pongs_received", "last_rtt", "bad_frames", "late_responses",
     )  # fmt: skip
@@ -119,6 +111,7 @@ class ConsumerSocket:
         self.late_responses = 0
         self._keepalive: Keepalive | None = None
         self._cut: tuple[str, gevent.event.AsyncResult] | None = None
+        self._read_at = self.last_answer_s = 0.0
         if ping_interval and ping_interval > 0:
             self._keepalive = Keepalive(ping_interval, pong_timeout, clock())
         self._reader = gevent.spawn(self._read_loop)
@@ -167,7 +160,8 @@ class ConsumerSocket:
         """Send a request (``headers``: InitConnection's credential) and wait for its 2xx response.
 
         Raises Timeout (no response in ``timeout``, default ``request_timeout``), ErrorResponse
-        (non-2xx code), ServerClosed / Dropped / PongTimeout (the socket ended first).
+        (non-2xx code), ServerClosed / Dropped / PongTimeout (the socket ended first). Then ``last_answer_s``
+        is its time from the write to the answer's bytes read: the target's, without the wait to resume us.
         """
         if not self.open:
             raise self._ended_error()
@@ -178,9 +172,10 @@ class ConsumerSocket:
         timer.start()
         written = False
         try:
+            sent_at = clock()
             self._write(frame(text, OP_TEXT))
             written = True
-            response: Response = waiter.get()
+            response, read_at = waiter.get()
         except gevent.Timeout as exc:
             if exc is not timer:
                 raise
@@ -196,6 +191,7 @@ class ConsumerSocket:
             raise
         finally:
             timer.close()
+        self.last_answer_s = read_at - sent_at
         if not response.ok:
             raise ErrorResponse(response.code, response)
         return response
@@ -214,7 +210,7 @@ class ConsumerSocket:
         if waiter is None:
             return None
         try:
-            response: Response = waiter.get(timeout=timeout)
+            response, _ = waiter.get(timeout=timeout)
         except (gevent.Timeout, ClientError):
             for entry in list(requests.pending.values()):
                 if entry.waiter is waiter:
@@ -319,7 +315,7 @@ class ConsumerSocket:
         if isinstance(event, Answered):
             waiter = event.entry.waiter
             if waiter is not None:
-                waiter.set(event.response)
+                waiter.set((event.response, self._read_at))  # the answer, and when its bytes were read
         elif isinstance(event, Notified):
             if self.on_notification is not None:
                 self._call(self.on_notification, event.notification)
@@ -408,6 +404,7 @@ class ConsumerSocket:
 
     def _recv(self, bufsize: int) -> bytes:
         data = self._sock.recv(bufsize if bufsize > RECV_SIZE else RECV_SIZE)
+        self._read_at = clock()
         if not data:
             raise _EOF()
         return data

@@ -250,9 +250,10 @@ class ConsumerUser(User):
     def _request_conversation(self, conv: _Conversation, sock: ConsumerSocket) -> None:
         """``cm.ConsumerRequestConversation``: the session's conversation id (StepFailed if none)."""
         conv.requested = True
-        with self.steps.measure(Step.REQUEST_CONVERSATION, categorize):
+        with self.steps.measure(Step.REQUEST_CONVERSATION, categorize) as timed:
             try:
                 response = sock.request(MessageType.REQUEST_CONVERSATION, None, timeout=self.settings.request_timeout_s)
+                timed.elapsed_s = sock.last_answer_s
             except ErrorResponse:
                 conv.requested = False  # an error answer opened nothing
                 raise
@@ -385,7 +386,7 @@ class ConsumerUser(User):
                 except Lost as lost:  # "stopped": the run's end cut the reconnect short (an interrupt)
                     raise StepFailed(Step.CLOSE_CONVERSATION, lost.category, info.error()) from exc
                 continue
-            self.steps.report(Step.CLOSE_CONVERSATION, (time.perf_counter() - started) * 1000.0, start_time=start_time)
+            self.steps.report(Step.CLOSE_CONVERSATION, sock.last_answer_s * 1000.0, start_time=start_time)
             return sock
 
     def _refresh_at(self, consumer: ConsumerIdentity, *, renewed: bool = False) -> float | None:

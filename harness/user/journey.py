@@ -128,7 +128,8 @@ class ClockKeepalive:
     def run(self, sock: ConsumerSocket, now: float) -> float:
         """Send the GetClock that is due (StepFailed if it goes unanswered); returns when the next is due."""
         if now >= self.next_due:
-            with self.steps.measure(Step.GET_CLOCK, categorize):
+            with self.steps.measure(Step.GET_CLOCK, categorize) as timed:
                 sock.request(MessageType.GET_CLOCK, timeout=self.timeout)
+                timed.elapsed_s = sock.last_answer_s
             self.next_due = time.perf_counter() + self.interval
         return self.next_due

@@ -74,6 +74,15 @@ class StepFailed(Exception):
         self.cause = cause
 
 
+@dataclass(slots=True)
+class Timed:
+    """A measured block's own word on its time: a socket request's write-to-answer time, read where the
+    answer was read (``ConsumerSocket.last_answer_s``), leaves out the wait for the user's greenlet to
+    resume behind the others the loop woke first -- the generator's time, not the target's."""
+
+    elapsed_s: float | None = None
+
+
 @dataclass
 class StepReporter:
     """Reports steps of one user to Locust's ``request`` event."""
@@ -103,16 +112,19 @@ class StepReporter:
         )
 
     @contextmanager
-    def measure(self, step: str, categorize: Any) -> Iterator[None]:
-        """Time the block and report it; on an exception report a StepFailed with its category, then re-raise it."""
+    def measure(self, step: str, categorize: Any) -> Iterator[Timed]:
+        """Time the block and report it (its :class:`Timed` time, where it gives one); on an exception report
+        a StepFailed with its category, then re-raise it."""
         start_time = time.time()
         started = time.perf_counter()
+        timed = Timed()
         try:
-            yield
+            yield timed
         except Exception as exc:
             failure = self.failed(step, exc, categorize, started=started, start_time=start_time)
             raise failure from (None if failure is exc else exc)
-        self.report(step, (time.perf_counter() - started) * 1000.0, start_time=start_time)
+        elapsed = time.perf_counter() - started if timed.elapsed_s is None else timed.elapsed_s
+        self.report(step, elapsed * 1000.0, start_time=start_time)
 
     def failed(self, step: str, exc: Exception, categorize: Any, *, started: float, start_time: float) -> StepFailed:
         """Report ``step``, timed from ``started`` (perf_counter), as failed by ``exc``; the StepFailed to raise."""

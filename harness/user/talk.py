@@ -89,12 +89,13 @@ class Talk:
         if known_at is not None:
             self.conversation_id, self.opened_at = conversation_id, known_at
             self.next_publish = known_at[0]  # the first message at once, the next ones an interval apart
-        with self.steps.measure(Step.SUBSCRIBE_MESSAGES, categorize):
+        with self.steps.measure(Step.SUBSCRIBE_MESSAGES, categorize) as timed:
             sock.request(
                 MessageType.SUBSCRIBE_MESSAGING_EVENTS,
                 ev.subscribe_messaging_body(conversation_id, self.next_seq),
                 timeout=self.settings.request_timeout_s,
             )
+            timed.elapsed_s = sock.last_answer_s
 
     def run(self, sock: ConsumerSocket, notes: list[tuple[float, Notification]]) -> float | None:
         """Read what arrived, publish what is due; returns when to look again (None: nothing to do)."""
@@ -176,8 +177,9 @@ class Talk:
         sent = _Sent(time.perf_counter(), time.time())
         self.pending.append(sent)  # before the answer: a fast agent's reply may overtake it
         try:
-            with self.steps.measure(Step.PUBLISH, categorize):
+            with self.steps.measure(Step.PUBLISH, categorize) as timed:
                 sock.request(PUBLISH, body, timeout=self.settings.request_timeout_s)
+                timed.elapsed_s = sock.last_answer_s
         except StepFailed:
             self.pending.remove(sent)
             counts.lost += 1  # it may or may not have reached the conversation: not answered here
