@@ -75,3 +75,52 @@ def test_a_wrong_keyword_leaves_no_socket_open(peer) -> None:
     with pytest.raises(TypeError):
         ConsumerSocket.connect(peer(script), "tok", timeout=5, ping_every=5)
     assert ended.wait(5)
+
+
+def _read_client_frame(sock) -> bytes:
+    """One masked client frame's payload (small frames only: what a request is)."""
+    head = sock.recv(2)
+    length = head[1] & 0x7F
+    if length == 126:
+        length = int.from_bytes(sock.recv(2), "big")
+    mask = sock.recv(4)
+    payload = b""
+    while len(payload) < length:
+        payload += sock.recv(length - len(payload))
+    return bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+
+
+def _server_frame(text: str) -> bytes:
+    data = text.encode()
+    assert len(data) < 126
+    return bytes([0x81, len(data)]) + data
+
+
+def test_a_request_is_timed_to_its_answer_read_not_to_its_caller_resuming(peer) -> None:
+    """The answer and a notification arrive together; the notification's handler holds the loop 80 ms
+    before the caller resumes. The caller waited that long; the target answered at once: last_answer_s."""
+    import json
+    import time
+
+    def script(sock) -> None:
+        request = json.loads(_read_client_frame(sock))
+        answer = {"kind": "resp", "reqId": request["id"], "type": "GetClockResponse", "code": 200, "body": {}}
+        note = {"kind": "notification", "type": "ms.MessagingEventNotification", "body": {}}
+        sock.sendall(_server_frame(json.dumps(answer)) + _server_frame(json.dumps(note)))  # one write: one read
+        while sock.recv(4096):
+            pass
+
+    def hold_the_loop(*_: object) -> None:
+        until = time.perf_counter() + 0.08
+        while time.perf_counter() < until:  # never yields: nothing else runs, as on a busy generator's loop
+            pass
+
+    ws = ConsumerSocket.connect(
+        peer(script), "tok", timeout=5, ping_interval=None, on_notification=hold_the_loop, on_bad_frame=hold_the_loop
+    )
+    started = time.perf_counter()
+    ws.request("GetClock", timeout=5)
+    waited = time.perf_counter() - started
+    ws.abort("the test is over")  # the scripted peer answers no close frame
+    assert waited >= 0.08, waited  # the caller resumed after the handler
+    assert ws.last_answer_s < 0.04, (ws.last_answer_s, waited)  # the answer was read at once
