@@ -129,7 +129,7 @@ def measure(url: str, sessions: int, seconds: int, work: Path, rtt: dict[str, fl
     probe = start_probe(url, seconds / 3, seconds / 2, out)  # the middle of the run: the load is on
     summary = run_load(url, sessions, seconds, work, pin)
     generator = summary.get("load_generator") or {}
-    return {
+    result = {
         "sessions": sessions,
         "pinned": bool(pin),
         "rows": overhead_rows(summary, admin(url, "/admin/ledger"), rtt),
@@ -138,6 +138,18 @@ def measure(url: str, sessions: int, seconds: int, work: Path, rtt: dict[str, fl
         "socket_failures": summary["phases"]["socket"]["failures"],
         "probe": probe_result(probe, out),
     }
+    beside(result["rows"], result["probe"])
+    return result
+
+
+def beside(rows: list[dict[str, Any]], probe: dict[str, Any] | None) -> None:
+    """Each step the idle client times too: its p50/p99, and the loaded client's time above it (the generator's)."""
+    for row in rows:
+        idle = (probe or {}).get(row["step"])
+        for q in ("p50", "p99"):
+            value = idle[f"{q}_ms"] if idle else None
+            row[f"idle_client_{q}_ms"] = value
+            row[f"generator_{q}_ms"] = None if value is None else round(row[f"client_{q}_ms"] - value, 3)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -183,6 +195,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {row['step']:<22} client p50 {row['client_p50_ms']:>8} p99 {row['client_p99_ms']:>8}"
                   f"  server p50 {row['server_p50_ms']:>7} p99 {row['server_p99_ms']:>7}"
                   f"  overhead p50 {row['overhead_p50_ms']:>7} p99 {row['overhead_p99_ms']:>7}"
+                  f"  above an idle client p50 {row['generator_p50_ms']} p99 {row['generator_p99_ms']}"
                   f"  {'ok' if row['within_target'] else 'OVER'}")  # fmt: skip
     print(f"\nwrote {args.out}")
     return 0
