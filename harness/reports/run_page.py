@@ -1,4 +1,4 @@
-"""One run's HTML page from its summary alone: how it ended, thresholds, steps, phases, charts.
+"""One run's HTML page from its summary alone: how it ended, thresholds, the load shape, steps, phases, charts.
 
 Written from ``summary.json`` only, so it can be (re)made after any ending -- including SIGTERM,
 when Locust skips its own HTML report. Layout: ``templates/run.html.j2``.
@@ -12,6 +12,7 @@ from typing import Any, Final
 from markupsafe import Markup
 
 from harness.reports import svg
+from harness.reports.loadshape import arrival_line, asked_rate, breakpoint_verdict, broken_text, step_status
 from harness.reports.pages import render
 from harness.reports.percentiles import QUANTILES, display, ms_key
 from harness.reports.render import value_text
@@ -37,6 +38,8 @@ def run_html(summary: Mapping[str, Any]) -> str:
         bad=end in BAD_ENDS,
         **{k: run.get(k) for k in ("started_at", "ended_at", "duration_s", "users", "scenario", "target")},
         thresholds=_thresholds(summary.get("thresholds")),
+        breakpoint=_breakpoint(summary.get("breakpoint")),
+        arrival=_arrival(summary.get("arrival")),
         step_header=["step", "phase", "count", "failures", "fail ratio", *(p for p, _ in PCTS), "max", "mean", "rps"],
         step_rows=[_step_row(n, s) for n, s in steps.items()],
         phase_rows=[
@@ -163,6 +166,70 @@ def _generator(section: Mapping[str, Any] | None) -> dict[str, Any] | None:
             for r in section.get("processes") or []
         ],
     }
+
+
+def _breakpoint(section: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The breakpoint's verdict, its knee and what broke it, and every step tried (docs/shapes.md)."""
+    if not section:
+        return None
+    steps = section.get("steps") or []
+    knee, broke = section.get("knee_users"), section.get("broke_at_users")
+    planned = section.get("steps_planned")
+    return {
+        "verdict": section.get("verdict"),
+        "tone": {"no step held": "bad", "incomplete": "warn"}.get(str(section.get("verdict")), ""),
+        "line": breakpoint_verdict(section),
+        "facts": [
+            ["knee", "-" if knee is None else f"{knee} users (step {section.get('knee_step')} of {planned})"],
+            ["broke at", "-" if broke is None else f"{broke} users"],
+            ["broken by", broken_text(section.get("broken_by")) or "-"],
+            ["steps", f"{len(steps)} tried of {planned}, {_seconds(section.get('step_s'))} each, "
+                      f"up to {section.get('max_users')} users"],
+            ["rules", "; ".join(section.get("rules") or []) or "-"],
+        ],  # fmt: skip
+        "header": ["step", "users", "window", "length", "status", "broken rules"],
+        "rows": [
+            [
+                s.get("step"),
+                s.get("users"),
+                f"from {s.get('from_s'):g} s" if s.get("to_s") is None else f"{s.get('from_s'):g} .. {s['to_s']:g} s",
+                _seconds(s.get("window_s")),
+                step_status(s),
+                broken_text(s.get("broken")) or "-",
+            ]
+            for s in steps
+        ],
+        "classes": [{"held": "improved", "broke": "regressed"}.get(str(s.get("status")), "") for s in steps],
+    }
+
+
+def _arrival(section: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The open model's rate: asked against achieved, what was dropped or late, and kept or why not."""
+    if not section:
+        return None
+    due, started, dropped = section.get("due") or 0, section.get("started") or 0, section.get("dropped") or 0
+    ramp = section.get("ramp_s")
+    return {
+        "kept": bool(section.get("kept")),
+        "line": arrival_line(section),
+        "rows": [
+            ["rate asked", asked_rate(section) + (f", ramped over {ramp:g} s" if ramp else "")],
+            ["target rate", f"{value_text(section.get('target_rate'), '1/s')} (the plan's arrivals over the run)"],
+            ["achieved rate", f"{value_text(section.get('achieved_rate'), '1/s')} "
+                              f"({started} sessions in {_seconds(section.get('duration_s'))})"],
+            ["due", due],
+            ["started", started],
+            ["dropped", f"{dropped} ({value_text(dropped / due if due else 0.0, 'ratio')} of due): no free user"],
+            ["late", f"{section.get('late') or 0} (worst {value_text(section.get('late_max_ms'), 'ms')})"],
+            ["max concurrent", f"{section.get('max_concurrent')} of {section.get('users') or '-'} users"],
+            ["processes", section.get("processes")],
+            ["kept", "yes" if section.get("kept") else f"NO: {section.get('warning')}"],
+        ],  # fmt: skip
+    }
+
+
+def _seconds(value: float | None) -> str:
+    return "-" if value is None else f"{value:g} s"
 
 
 def _percent(value: float | None) -> str:

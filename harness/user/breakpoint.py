@@ -209,8 +209,8 @@ def section_of(environment: Environment, summary: dict[str, Any]) -> dict[str, A
 
     Once the run has ended, a step still running is judged on what it had (``summary``).
     """
-    run: BreakpointRun | None = getattr(environment, "lp_breakpoint", None)
-    if run is None or run.owner is not getattr(environment, "shape_class", None):
+    run = run_of(environment)
+    if run is None:
         return None
     state = state_of(environment)
     if state.ended_at is not None and not run.done and run.current is not None:
@@ -218,3 +218,17 @@ def section_of(environment: Environment, summary: dict[str, Any]) -> dict[str, A
         now_s = float(clock()) if callable(clock) else run.current.from_s
         run.finish_at_end(now_s, summary, state.rules)
     return run.section()
+
+
+def run_of(environment: Environment) -> BreakpointRun | None:
+    """This test's breakpoint run; None unless this test's shape is the one the run belongs to."""
+    run: BreakpointRun | None = getattr(environment, "lp_breakpoint", None)
+    if run is None or run.owner is not getattr(environment, "shape_class", None):
+        return None
+    return run
+
+
+def live_section(environment: Environment) -> dict[str, Any] | None:
+    """The ``breakpoint`` section so far, for the web UI's tab: read only (no step is closed here)."""
+    run = run_of(environment)
+    return None if run is None else run.section()

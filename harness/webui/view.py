@@ -1,7 +1,8 @@
 """What the "LP harness" tab shows: one structured view of a run, and the table rows made from it.
 
 :func:`build_view` gathers the numbers from the live environment (the harness metrics merged
-over workers, Locust's own ``ping`` stats entry, the load generators' health);
+over workers, Locust's own ``ping`` stats entry, the load generators' health, and the load
+shape's progress: the breakpoint's steps, the arrival pacer's counts, as summary.json has them);
 :func:`table_rows` turns a view into the rows of Locust's extended table. Keeping the two apart
 lets the JSON endpoint, the table and the tests share one source of truth.
 """
@@ -13,8 +14,9 @@ from typing import Any, Final
 
 from locust.runners import MasterRunner
 
+from harness.reports.loadshape import asked_rate, breakpoint_verdict, broken_text, rate_num, step_status
 from harness.reports.percentiles import LABELLED
-from harness.user import loadgen
+from harness.user import arrival, breakpoint, loadgen
 from harness.user.state import merged_metrics, state_of
 from harness.user.steps import STEP_PHASES, Step
 from harness.user.workers import describe
@@ -63,6 +65,8 @@ def build_view(environment: Any) -> dict[str, Any]:
         "reconnect": (metrics or {}).get("reconnect", {}),
         "messages": (metrics or {}).get("messages", {}),
         "lost_workers": list(state_of(environment).lost_workers.values()),
+        "breakpoint": breakpoint.live_section(environment),  # None unless this test's shape is a breakpoint
+        "arrival": arrival.section_of(environment),  # None in the closed model
         "refresh_s": REFRESH_S,
     }
 
@@ -125,6 +129,48 @@ def _process_detail(p: dict[str, Any]) -> str:
     return " · ".join(parts)
 
 
+def _breakpoint_rows(bp: dict[str, Any]) -> list[dict[str, Any]]:
+    """The breakpoint so far: the step running, its users, the steps held and the knee they make."""
+    steps = bp.get("steps") or []
+    current = next((s for s in steps if s.get("status") == "running"), None)
+    planned = bp.get("steps_planned")
+    if current is not None:
+        step = _row("breakpoint", "step", f"{current['step']} of {planned}",
+                    f"since {current['from_s']:.0f} s into the run; {bp.get('step_s'):g} s each")  # fmt: skip
+    else:
+        step = _row("breakpoint", "step", f"{len(steps)} of {planned}" if steps else "-", breakpoint_verdict(bp))
+    last = current or (steps[-1] if steps else None)
+    knee = bp.get("knee_users")
+    rows = [
+        step,
+        _row("breakpoint", "users", last["users"] if last else "-", f"of {bp.get('max_users')} at the top step"),
+        _row("breakpoint", "held so far", sum(1 for s in steps if s.get("status") == "held"),
+             ", ".join(f"{s['users']} {step_status(s)}" for s in steps) or "no step yet"),
+        _row("breakpoint", "knee so far", "-" if knee is None else knee,
+             "no step has held its whole window yet" if knee is None else f"step {bp.get('knee_step')}: the last that held"),
+    ]  # fmt: skip
+    if bp.get("broke_at_users") is not None:
+        rows.append(_row("breakpoint", "broke at", bp["broke_at_users"], broken_text(bp.get("broken_by"))))
+    return rows
+
+
+def _arrival_rows(a: dict[str, Any]) -> list[dict[str, Any]]:
+    """The open model so far: the rate asked against the rate achieved, what was dropped or late."""
+    due, dropped = a.get("due") or 0, a.get("dropped") or 0
+    kept = "nothing dropped, at most " + _pct(arrival.LATE_TOLERANCE) + " late"
+    return [
+        _row("arrival", "target rate", asked_rate(a),
+             f"{rate_num(a.get('target_rate'))}/s planned over the {a.get('duration_s') or 0:.1f} s so far"),
+        _row("arrival", "achieved so far", f"{rate_num(a.get('achieved_rate'))}/s",
+             f"{a.get('started') or 0} sessions started of {due} due; at most {a.get('max_concurrent') or 0} "
+             f"at once of {a.get('users') or '-'} users"),
+        _row("arrival", "dropped", dropped, f"{_pct(dropped / due if due else 0.0)} of the arrivals due: no free user"),
+        _row("arrival", "late", a.get("late") or 0,
+             f"started over {arrival.LATE_S * 1000:.0f} ms after their time; worst {_ms(a.get('late_max_ms'))} ms"),
+        _row("arrival", "status", "kept" if a.get("kept") else "⚠ NOT KEPT", a.get("warning") or kept),
+    ]  # fmt: skip
+
+
 def table_rows(view: dict[str, Any]) -> list[dict[str, Any]]:
     """The rows of the tab's table: group, measure, value, detail (text; Locust renders them as-is)."""
     rows: list[dict[str, Any]] = []
@@ -148,6 +194,10 @@ def table_rows(view: dict[str, Any]) -> list[dict[str, Any]]:
             + (f" · {view['workers']} workers" if view["distributed"] else ""),
         )
     )
+    if view.get("breakpoint"):
+        rows.extend(_breakpoint_rows(view["breakpoint"]))
+    if view.get("arrival"):
+        rows.extend(_arrival_rows(view["arrival"]))
     for name in ("token", "socket"):
         phase = view.get("phases", {}).get(name)
         if phase is None:

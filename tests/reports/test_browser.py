@@ -17,6 +17,7 @@ import pytest
 from harness.reports import render, run_page, trend
 from harness.reports.compare import compare
 from tests.reports.synth import make_summary
+from tests.reports.test_loadshape_pages import _arrival, _breakpoint, _step
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts" / "reports"
@@ -38,7 +39,8 @@ with sync_playwright() as p:
                                           "e.getBoundingClientRect().height, e.querySelectorAll('rect,polygon,"
                                           "polyline,circle').length])")
         page.screenshot(path=f"{shots}/{name}.png", full_page=True)
-        out[name] = {"errors": errors, "svgs": boxes}
+        headings = page.eval_on_selector_all("h2", "els => els.filter(e => e.offsetHeight > 0).map(e => e.textContent)")
+        out[name] = {"errors": errors, "svgs": boxes, "headings": headings}
     browser.close()
 print(json.dumps(out))
 """
@@ -63,6 +65,10 @@ def test_pages_render_in_headless_chromium(tmp_path: Path) -> None:
         "compare": render.html(compare(base, cand), base, cand),
         "trend": trend.trend_html(runs, order="label"),
         "run": run_page.run_html(base),
+        "run-shapes": run_page.run_html(
+            {**base, "breakpoint": _breakpoint("knee", [_step(1, 2, "held"), _step(2, 4, "broke")]),
+             "arrival": _arrival(kept=False)}
+        ),  # fmt: skip
     }
     paths = {}
     for name, html in files.items():
@@ -88,3 +94,5 @@ def test_pages_render_in_headless_chromium(tmp_path: Path) -> None:
         for width, height, marks in page["svgs"]:
             assert width > 100 and height > 100 and marks > 0, (name, width, height, marks)
         assert (ARTIFACTS / f"{name}.png").stat().st_size > 10_000
+    shown = result["run-shapes"]["headings"]  # the load shape's sections, drawn before the steps
+    assert shown.index("Breakpoint: knee") < shown.index("Arrival rate: NOT KEPT") < shown.index("Steps"), shown

@@ -221,3 +221,63 @@ def test_the_messages_scope_reads_the_conversation_traffic() -> None:
     assert silent.status == "no data" and "messages.lost_ratio" in silent.message
     with pytest.raises(T.ThresholdError, match="messages"):
         T.parse_cli_rule("messages:drops < 1")  # not a metric of the scope: the error lists the scope's
+
+
+def _open_model(seed: int, *, due: int, dropped: int, late: int, late_max_ms: float) -> dict:
+    """A synthetic run in the open model: the arrival section as harness/user/arrival.py writes it."""
+    summary = make_summary(seed)
+    started, duration = due - dropped, 10.0
+    summary["arrival"] = {
+        "rate_from": 10.0, "rate_to": 10.0, "ramp_s": None, "processes": 1, "users": 20, "duration_s": duration,
+        "due": due, "started": started, "dropped": dropped, "late": late, "late_max_ms": late_max_ms,
+        "target_rate": due / duration, "achieved_rate": started / duration, "max_concurrent": 6,
+        "kept": dropped == 0 and late <= 0.01 * started, "warning": None if dropped == 0 else "not kept",
+    }  # fmt: skip
+    return summary
+
+
+def test_the_arrival_scope_reads_the_rate_kept_or_missed(validate) -> None:
+    missed = _open_model(11, due=100, dropped=5, late=3, late_max_ms=180.0)
+    cases = {
+        "arrival:dropped_ratio < 1%": 5 / 100,
+        "arrival:late_ratio < 1%": 3 / 95,
+        "arrival:achieved_ratio > 95%": 9.5 / 10.0,
+        "arrival:achieved_rate >= 9.5": 9.5,
+        "arrival:target_rate > 1": 10.0,
+        "arrival:late_max < 100ms": 180.0,
+        "arrival:dropped == 0": 5,
+        "arrival:max_concurrent < 20": 6,
+        "arrival:due > 0": 100,
+        "arrival:started > 0": 95,
+        "arrival:late < 1": 3,
+    }
+    rules = [T.parse_cli_rule(text) for text in cases]
+    report = T.evaluate(rules, missed)
+    for (text, expected), result in zip(cases.items(), report.results, strict=True):
+        assert result.value == pytest.approx(expected), text
+        assert result.metric.startswith("arrival."), result.metric
+    by_rule = {r.rule.name: r for r in report.results}
+    assert by_rule["arrival: dropped_ratio < 1%"].status == "fail" and by_rule["arrival: late_max < 100ms"].status == "fail"
+    assert by_rule["arrival: late_max < 100ms"].limit == 100.0 and "180 ms" in by_rule["arrival: late_max < 100ms"].message
+    assert by_rule["arrival: achieved_ratio > 95%"].status == "fail"  # 95 % is not above 95 %
+    assert by_rule["arrival: max_concurrent < 20"].status == "pass"
+    missed["thresholds"] = report.to_section()
+    validate(missed)
+    junit = ET.fromstring(T.junit_xml(report, run_id=missed["run"]["id"]))
+    assert {c.get("classname") for c in junit.iter("testcase")} == {"lp-harness.thresholds.arrival"}
+
+    gate = [T.parse_cli_rule("arrival:dropped_ratio<1%"), T.parse_cli_rule("arrival:late_max<250ms")]
+    assert T.evaluate(gate, _open_model(12, due=100, dropped=0, late=0, late_max_ms=12.0)).passed
+    nothing_due = T.evaluate(gate[:1], _open_model(13, due=0, dropped=0, late=0, late_max_ms=0.0))
+    assert nothing_due.results[0].value == 0.0 and nothing_due.passed
+    # a closed-model run cannot show its rate was kept: no data fails at the end, never while it runs
+    closed = make_summary(12)
+    (final,) = T.evaluate(gate[:1], closed).results
+    assert final.status == "no data" and "arrival.dropped_ratio" in final.message
+    assert T.evaluate(gate[:1], closed, final=False).passed
+
+
+@pytest.mark.parametrize("text", ["arrival:drops < 1", "arrival:p95 < 100", "arrival:late_max < 1%", "arrival:kept == 1"])
+def test_the_arrival_scope_refuses_what_it_does_not_have(text: str) -> None:
+    with pytest.raises(T.ThresholdError, match="arrival|%"):
+        T.parse_cli_rule(text)

@@ -15,6 +15,7 @@ import time
 import urllib.parse
 import urllib.request
 from pathlib import Path
+from xml.etree import ElementTree as ET
 
 import jsonschema
 import pytest
@@ -144,6 +145,14 @@ def _run_summary(reports: Path) -> dict:
     return summary
 
 
+def _run_page(reports: Path) -> str:
+    """The run's report.html: the load shape's section is there, in a page that parses as XML."""
+    folder = next(p for p in sorted(reports.iterdir()) if (p / "report.html").is_file())
+    html = (folder / "report.html").read_text()
+    ET.fromstring(html.split("\n", 1)[1])
+    return html
+
+
 def test_spike_jumps_from_the_baseline_and_comes_back(tmp_path: Path) -> None:
     run = run_locust(
         ["-u", "10", "-r", "2", "-t", "7s", "--lp-scenario", "spike", "--lp-hold", "0.3",
@@ -185,6 +194,10 @@ def test_breakpoint_finds_the_knee_as_latency_ramps_in(emulator, tmp_path: Path)
     assert all(s["window_s"] >= 2.0 for s in bp["steps"]), bp["steps"]  # each judged on its whole window
     assert "breakpoint: knee at 6 users (step 3 of 4); 8 users broke authenticate: p95 < 400" in locust.output
     assert "breakpoint: step 4 (8 users) broke authenticate: p95 < 400" in locust.output  # the log line, at once
+    page = _run_page(tmp_path)
+    assert "<h2>Breakpoint: knee</h2>" in page and "knee at 6 users (step 3 of 4); 8 users broke authenticate: p95 &lt; 400" in page
+    assert page.count('<tr class="improved"><td>') == 3 and page.count('<tr class="regressed"><td>') == 1  # the steps
+    assert "<td>8</td>" in page and "<td>BROKE</td>" in page
 
 
 def test_breakpoint_that_never_breaks_says_so(tmp_path: Path) -> None:
@@ -205,7 +218,8 @@ def test_arrival_rate_is_kept_whatever_the_sessions_hold(emulator, tmp_path: Pat
     emu = emulator()
     run = run_locust(
         ["-u", "20", "-r", "100", "-t", "6s", "--lp-scenario", "arrival", "--lp-arrival-rate", "10",
-         "--lp-hold", "0.4", *QUICK_SESSION],
+         "--lp-hold", "0.4", "--lp-threshold", "arrival:dropped_ratio<1%", "--lp-threshold", "arrival:achieved_ratio>90%",
+         *QUICK_SESSION],
         tmp_path,
         target=emu.url,
     )  # fmt: skip
@@ -221,6 +235,9 @@ def test_arrival_rate_is_kept_whatever_the_sessions_hold(emulator, tmp_path: Pat
     assert arrival["started"] == summary["phases"]["token"]["sessions"] == authorized, (arrival, authorized)
     assert 1 <= arrival["max_concurrent"] < 20  # sessions at once are a result (about rate x length), not -u
     assert "arrival: 10.0/s asked" in run.output and ": kept" in run.output
+    gate = {r["rule"]: r for r in summary["thresholds"]["rules"]}  # the scope reads this very section
+    assert summary["thresholds"]["passed"] and gate["arrival: dropped_ratio < 1%"]["value"] == 0.0, gate
+    assert gate["arrival: achieved_ratio > 90%"]["value"] == arrival["achieved_rate"] / arrival["target_rate"], gate
 
 
 def test_arrival_rate_it_cannot_keep_is_said_in_the_log_the_summary_and_the_terminal(tmp_path: Path) -> None:
@@ -237,6 +254,10 @@ def test_arrival_rate_it_cannot_keep_is_said_in_the_log_the_summary_and_the_term
     assert "WARNING/lp-harness: arrival rate not kept: an arrival" in run.output
     text = (run.run_folder / "summary.txt").read_text()
     assert "NOT KEPT" in text and f"{arrival['dropped']} of {arrival['due']} arrivals" in text
+    page = _run_page(tmp_path)
+    assert "<h2>Arrival rate: NOT KEPT</h2>" in page and '<div class="box bad">arrival: 10.0/s asked' in page
+    assert f'<td class="l">dropped</td><td class="l">{arrival["dropped"]} (' in page
+    assert f'<td class="l">3 of {arrival["users"]} users</td>' in page
 
 
 def _await_ui(url: str, locust: Live, timeout_s: float = 30.0) -> None:

@@ -8,11 +8,15 @@ from types import SimpleNamespace
 
 import gevent
 import pytest
-from locust import User, task
+from locust import LoadTestShape, User, argument_parser, task
 from locust.env import Environment
 
 from harness import webui
-from harness.user import loadgen, state
+from harness.options import add_arguments
+from harness.reports.thresholds import parse_cli_rule
+from harness.settings import Settings
+from harness.user import breakpoint, loadgen, state
+from harness.user.arrival import Pacer, Plan
 from harness.webui.report import augment_report_html, extract_summary
 
 
@@ -200,3 +204,88 @@ def test_monitor_measures_a_blocked_loop():
     finally:
         monitor.stop()
     gevent.sleep(0)
+
+
+class _Shape(LoadTestShape):
+    def tick(self) -> None:  # never ticks: the test drives the breakpoint's steps itself
+        return None
+
+
+def _tab(env) -> dict[tuple[str, str], dict]:
+    return _rows(env.web_ui.app.test_client().get("/stats/requests").get_json()["extended_stats"][0]["data"])
+
+
+def _so_far(open_sockets: int) -> dict:
+    """The run's summary at a step's end, as far as a sockets rule reads it."""
+    sockets = {"open": open_sockets, "peak_open": open_sockets, "opened": open_sockets, "drops": 0,
+               "server_closes": {}, "drops_per_hour": 0.0}  # fmt: skip
+    return {"run": {"users": 1}, "steps": {}, "phases": {}, "sockets": sockets,
+            "pings": {"sent": 0, "answered": 0, "timeouts": 0}}  # fmt: skip
+
+
+def test_the_tab_follows_a_breakpoint_step_by_step(env):
+    assert not [key for key in _tab(env) if key[0] == "breakpoint"]  # no shape, no rows
+    env.shape_class = _Shape()
+    run = breakpoint.BreakpointRun(steps=4, step_s=10.0, max_users=8, owner=env.shape_class)
+    breakpoint.attach(env, run)
+    rules = [parse_cli_rule("sockets:open<7")]
+    assert run.advance(0.0, lambda: _so_far(0), rules) == 2
+    rows = _tab(env)
+    assert rows["breakpoint", "step"]["value"] == "1 of 4" and rows["breakpoint", "users"]["value"] == 2
+    assert rows["breakpoint", "held so far"]["value"] == 0 and rows["breakpoint", "knee so far"]["value"] == "-"
+    assert run.advance(10.0, lambda: _so_far(2), rules) == 4  # step 1 held
+    rows = _tab(env)
+    assert rows["breakpoint", "step"]["value"] == "2 of 4" and rows["breakpoint", "step"]["detail"].startswith("since 10 s")
+    assert rows["breakpoint", "held so far"]["value"] == 1 and rows["breakpoint", "held so far"]["detail"] == "2 held, 4 running"
+    assert rows["breakpoint", "knee so far"]["value"] == 2 and ("breakpoint", "broke at") not in rows
+    assert run.advance(20.0, lambda: _so_far(8), rules) is None  # step 2 ended with 8 sockets open: broken
+    rows = _tab(env)
+    assert rows["breakpoint", "step"]["detail"].startswith("knee at 2 users (step 1 of 4); 4 users broke sockets: open < 7")
+    assert rows["breakpoint", "broke at"]["value"] == 4 and "open = 8" in rows["breakpoint", "broke at"]["detail"]
+    view = env.web_ui.app.test_client().get("/lp-harness/stats").get_json()
+    assert view["breakpoint"]["knee_users"] == 2 and view["breakpoint"]["verdict"] == "knee"
+    env.shape_class = _Shape()  # a later test with another shape: that breakpoint is not this run's
+    assert not [key for key in _tab(env) if key[0] == "breakpoint"]
+
+
+def _open_model(rate: str) -> Settings:
+    parser = argument_parser.get_parser()
+    add_arguments(parser)
+    target = ["--lp-account", "a", "--lp-idp", "http://127.0.0.1:1", "--lp-asyncmessagingent", "http://127.0.0.1:1"]
+    return Settings.from_options(parser.parse_args([*target, "--lp-arrival-rate", rate]))
+
+
+def _sessions(pacer: Pacer) -> None:
+    """A user of the open model: one session per arrival (each over at once)."""
+    while True:
+        pacer.take()
+        pacer.ended()
+
+
+def test_the_tab_follows_the_arrival_pacer_and_says_when_the_rate_is_missed(env):
+    assert not [key for key in _tab(env) if key[0] == "arrival"]  # the closed model: no rows
+    state.state_of(env).settings = _open_model("10")
+    pacer = env.lp_arrival_pacer = Pacer(Plan(10.0, 10.0))
+    users = [gevent.spawn(_sessions, pacer) for _ in range(3)]
+    gevent.sleep(0)  # every user waits for an arrival
+    pacer.begin()
+    try:
+        gevent.sleep(0.45)
+        rows = _tab(env)
+        assert rows["arrival", "target rate"]["value"] == "10.0/s" and rows["arrival", "dropped"]["value"] == 0
+        started = int(rows["arrival", "achieved so far"]["detail"].split()[0])
+        assert started >= 3 and rows["arrival", "achieved so far"]["value"].endswith("/s")
+        late = rows["arrival", "late"]["value"]  # a busy machine may start one late: then the rate was missed
+        assert rows["arrival", "status"]["value"] == ("kept" if late == 0 else "⚠ NOT KEPT")
+        gevent.killall(users)  # no free user from now on: every arrival is dropped
+        gevent.sleep(0.35)
+        rows = _tab(env)
+        assert rows["arrival", "dropped"]["value"] >= 2 and rows["arrival", "status"]["value"] == "⚠ NOT KEPT"
+        assert "raise -u" in rows["arrival", "status"]["detail"]
+        view = env.web_ui.app.test_client().get("/lp-harness/stats").get_json()["arrival"]
+        # an arrival handed to a user the moment it was stopped is neither started nor dropped
+        assert view["due"] - 1 <= view["started"] + view["dropped"] <= view["due"], view
+        assert view["dropped"] == rows["arrival", "dropped"]["value"]
+    finally:
+        pacer.stop()
+        gevent.killall(users)

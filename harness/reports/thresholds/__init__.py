@@ -2,8 +2,9 @@
 
 A rule is ``SCOPE: METRIC OP VALUE`` -- in a TOML file ``"authenticate" = ["p95 < 200"]``, on the
 command line ``--threshold 'authenticate:p95<200'``. Scopes: a step name (or ``step:NAME``, or
-``*`` for every step), ``phase:token``/``phase:socket``, ``sockets``, ``pings``, ``messages`` and ``run``. The
-grammar, the metrics of each scope and the abort options are documented in docs/reports.md.
+``*`` for every step), ``phase:token``/``phase:socket``, ``sockets``, ``pings``, ``messages``,
+``load_generator``, ``arrival`` and ``run``. The grammar, the metrics of each scope and the abort
+options are documented in docs/reports.md.
 
 Pure functions over summary dicts: the Locust side builds the summary (final or partial) and hands it
 here, both for the end-of-run verdict and for abort-on-fail checks while the run goes on.

@@ -112,6 +112,8 @@ def metric_value(rule: Rule, summary: Mapping[str, Any]) -> tuple[float | None, 
         return _messages_metric(summary, metric)
     if scope == "load_generator":
         return _generator_metric(summary, metric)
+    if scope == "arrival":
+        return _arrival_metric(summary, metric)
     return run_metric(summary, metric)
 
 
@@ -134,6 +136,30 @@ def _generator_metric(summary: Mapping[str, Any], metric: str) -> tuple[float | 
     name = _GENERATOR_FIELDS[metric]
     rows = [r.get(name) for r in generator.get("processes") or [] if r.get(name) is not None]
     return (float(max(rows)) if rows else None), f"load_generator.processes[*].{name} (the worst)"
+
+
+# the arrival scope's shares: (numerator, denominator) fields of the section
+_ARRIVAL_RATIOS: Final = {
+    "dropped_ratio": ("dropped", "due"),
+    "late_ratio": ("late", "started"),
+    "achieved_ratio": ("achieved_rate", "target_rate"),
+}
+
+
+def _arrival_metric(summary: Mapping[str, Any], metric: str) -> tuple[float | None, str]:
+    """The open model's rate kept or not (``arrival: dropped_ratio < 1%``); no data for a closed-model run."""
+    arrival = summary.get("arrival")
+    if not arrival:
+        return None, f"arrival.{metric}"
+    if metric in _ARRIVAL_RATIOS:
+        top, bottom = _ARRIVAL_RATIOS[metric]
+        num, den = _num(arrival.get(top)), _num(arrival.get(bottom))
+        path = f"arrival.{top} / {bottom}"
+        if metric == "achieved_ratio":  # no rate yet (a run too short to have one): no data, not 0
+            return (num / den if num is not None and den else None), path
+        return ((num or 0.0) / den if den else 0.0), path  # nothing due: nothing dropped
+    field = "late_max_ms" if metric == "late_max" else metric
+    return _num(arrival.get(field)), f"arrival.{field}"
 
 
 def _messages_metric(summary: Mapping[str, Any], metric: str) -> tuple[float | None, str]:

@@ -54,6 +54,19 @@ SCOPE_METRICS: Final[dict[str, dict[str, str]]] = {
         "cpu_max": NUMBER,
         "loop_busy_max": NUMBER,
     },
+    "arrival": {  # the open model (--lp-arrival-rate, docs/shapes.md)
+        "target_rate": NUMBER,
+        "achieved_rate": NUMBER,
+        "achieved_ratio": RATIO,
+        "due": NUMBER,
+        "started": NUMBER,
+        "dropped": NUMBER,
+        "dropped_ratio": RATIO,
+        "late": NUMBER,
+        "late_ratio": RATIO,
+        "late_max": MS,
+        "max_concurrent": NUMBER,
+    },
     "run": {
         "rps": NUMBER,
         "requests": NUMBER,
@@ -88,11 +101,14 @@ DELAY_KEYS: Final = ("delayAbortEval", "delay_abort_eval", "delay-abort-eval")
 
 
 def parse_scope(key: str) -> tuple[str, str | None]:
-    """``authenticate`` / ``step:authenticate`` / ``*`` / ``phase:socket`` / ``sockets`` / ``pings`` / ``messages`` / ``load_generator`` / ``run``."""
+    """``authenticate`` / ``step:authenticate`` / ``*`` / ``phase:socket`` / ``sockets`` / ``pings`` / ``messages`` /
+    ``load_generator`` / ``arrival`` / ``run``."""
     k = key.strip()
     if not k:
-        raise ThresholdError("empty threshold scope (use a step name, phase:NAME, sockets, pings, messages, load_generator or run)")
-    if k in ("sockets", "pings", "messages", "load_generator", "run"):
+        raise ThresholdError(
+            "empty threshold scope (use a step name, phase:NAME, sockets, pings, messages, load_generator, arrival or run)"
+        )
+    if k in ("sockets", "pings", "messages", "load_generator", "arrival", "run"):
         return k, None
     if k.startswith("phase:"):
         name = k[len("phase:") :].strip()

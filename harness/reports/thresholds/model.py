@@ -31,8 +31,8 @@ def key_text(key: str | None) -> str:
 class Rule:
     """One threshold: ``scope_key: expression`` plus k6's abort options."""
 
-    scope: str  # step | phase | sockets | pings | messages | run
-    target: str | None  # the step or phase name ("*": every step); None for sockets/pings/messages/run
+    scope: str  # step | phase | sockets | pings | messages | load_generator | arrival | run
+    target: str | None  # the step or phase name ("*": every step); None for the other scopes
     metric: str  # canonical: p95, p99.9, mean, min, max, fail_ratio, category, ...
     key: str | None  # category / close code for keyed metrics
     quantile: float | None  # for percentile metrics
