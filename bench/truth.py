@@ -3,6 +3,7 @@
     .venv/bin/python bench/truth.py                         # 100, 1,000 and 10,000 sessions (~6 min)
     .venv/bin/python bench/truth.py --quick                 # 20 sessions, ~30 s (tests/user/test_truth.py)
     .venv/bin/python bench/truth.py --starve                # and 1,000 again with the generator starved
+    .venv/bin/python bench/truth.py --sessions '' --churn 25,50,90   # new sessions/s at 25/50/90 % of --capacity
 
 For each session count a real ``lp-harness emulator`` and a real ``locust -f locustfile.py
 --headless`` are started here (and stopped, by PID). Before the load the loopback round trip is
@@ -97,15 +98,22 @@ def admin(url: str, path: str, method: str = "GET") -> dict[str, Any]:
         return json.loads(answer.read() or b"{}")
 
 
-def run_load(url: str, sessions: int, seconds: int, work: Path, pin: list[str] | None = None) -> dict[str, Any]:
-    """One headless locust run against ``url``: ``sessions`` users holding and pinging; its summary."""
-    reports = work / f"reports-{sessions}-{'pinned' if pin else 'free'}"
+def run_load(
+    url: str, sessions: int, seconds: int, work: Path, pin: list[str] | None = None, churn: float | None = None
+) -> dict[str, Any]:
+    """One headless locust run against ``url``: ``sessions`` users holding and pinging; its summary.
+
+    ``churn``: instead, that many new sessions a second (the open model, ``--lp-arrival-rate``), each
+    closing as soon as its conversation is open (``--lp-hold 0``), with up to ``sessions`` at once."""
+    reports = work / f"reports-{sessions}-{'pinned' if pin else 'free'}-{churn or 0:g}"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LP_", "LOCUST_"))}
     env |= {"LP_ACCOUNT": "truth", "LP_IDP": url, "LP_ASYNCMESSAGINGENT": url, "LP_REPORTS_DIR": str(reports)}
     rate = max(1.0, sessions / HOLD_S)  # spawned over one session's length: the sessions stay staggered
+    shape = ["--lp-hold", str(HOLD_S), "--lp-ping-interval", "1", *EXTRA]
+    if churn:
+        rate, shape = sessions, ["--lp-scenario", "arrival", "--lp-arrival-rate", f"{churn:g}", "--lp-hold", "0"]
     cmd = [*(pin or []), str(BIN / "locust"), "-f", str(ROOT / "locustfile.py"), "--headless", "--only-summary",
-           "-u", str(sessions), "-r", str(rate), "-t", f"{seconds}s", "--stop-timeout", "10",
-           "--lp-hold", str(HOLD_S), "--lp-ping-interval", "1", *EXTRA]  # fmt: skip
+           "-u", str(sessions), "-r", str(rate), "-t", f"{seconds}s", "--stop-timeout", "10", *shape]  # fmt: skip
     out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=seconds + 120)
     folders = sorted(p for p in reports.iterdir() if (p / "summary.json").is_file()) if reports.is_dir() else []
     if not folders:
@@ -123,14 +131,19 @@ def probe_result(proc: subprocess.Popen[bytes], out: Path) -> dict[str, Any] | N
     return json.loads(out.read_text()) if proc.returncode == 0 and out.is_file() else None
 
 
-def measure(url: str, sessions: int, seconds: int, work: Path, rtt: dict[str, float], pin: list[str] | None = None) -> dict[str, Any]:
+def measure(
+    url: str, sessions: int, seconds: int, work: Path, rtt: dict[str, float], pin: list[str] | None = None,
+    churn: float | None = None,
+) -> dict[str, Any]:  # fmt: skip
     admin(url, "/admin/ledger/reset", "POST")
-    out = work / f"probe-{sessions}-{'pinned' if pin else 'free'}.json"
+    out = work / f"probe-{sessions}-{'pinned' if pin else 'free'}-{churn or 0:g}.json"
     probe = start_probe(url, seconds / 3, seconds / 2, out)  # the middle of the run: the load is on
-    summary = run_load(url, sessions, seconds, work, pin)
+    summary = run_load(url, sessions, seconds, work, pin, churn)
     generator = summary.get("load_generator") or {}
     result = {
         "sessions": sessions,
+        "churn_per_s": churn,
+        "arrival": summary.get("arrival"),
         "pinned": bool(pin),
         "rows": overhead_rows(summary, admin(url, "/admin/ledger"), rtt),
         "load_generator": {k: generator.get(k) for k in ("verdict", "saturated_share", "saturated_periods", "reasons")}
@@ -159,9 +172,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="20 sessions for 15 s (the fast test)")
     parser.add_argument("--starve", action="store_true", help="repeat one count with the generator starved")
     parser.add_argument("--starve-sessions", type=int, default=1000, help="the count the starved run repeats")
+    parser.add_argument("--churn", default="", help="comma-separated percentages of --capacity: new sessions/s, hold 0")
+    parser.add_argument("--capacity", type=float, default=1000.0,
+                        help="new sessions/s that saturate one process (bench/results/locust-capacity.md)")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "truth.json"))
     args = parser.parse_args(argv)
-    counts = [20] if args.quick else [int(n) for n in args.sessions.split(",")]
+    counts = [20] if args.quick else [int(n) for n in args.sessions.split(",") if n.strip()]
     seconds = 15 if args.quick else args.seconds
     result: dict[str, Any] = {"command": " ".join(["bench/truth.py", *(argv or sys.argv[1:])]), "runs": []}
     with tempfile.TemporaryDirectory(prefix="lp-truth-") as tmp:
@@ -173,6 +189,9 @@ def main(argv: list[str] | None = None) -> int:
             result["idle_probe"] = probe_result(start_probe(url, 0, 5, work / "probe-idle.json"), work / "probe-idle.json")
             for n in counts:
                 result["runs"].append(measure(url, n, seconds, work, rtt))
+            for percent in (float(p) for p in args.churn.split(",") if p.strip()):
+                rate = args.capacity * percent / 100.0
+                result["runs"].append(measure(url, max(50, int(rate)), seconds, work, rtt, churn=rate))
             if args.starve:
                 hog = subprocess.Popen(["taskset", "-c", "1", sys.executable, "-c", "while True: pass"])
                 starved = args.starve_sessions
@@ -188,7 +207,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"an idle client's GetClock, 20 ms apart, no load: {result.get('idle_probe')}")
     for run in result["runs"]:
         gen = run["load_generator"]
-        print(f"\n{run['sessions']} sessions{' (starved)' if run['pinned'] else ''}: generator {gen['verdict']}"
+        what = f"churn {run['churn_per_s']:g}/s" if run.get("churn_per_s") else f"{run['sessions']} sessions"
+        kept = f" (achieved {run['arrival'].get('achieved_rate')}/s)" if run.get("arrival") else ""
+        print(f"\n{what}{kept}{' (starved)' if run['pinned'] else ''}: generator {gen['verdict']}"
               f" ({(gen.get('saturated_share') or 0):.1%} saturated; {'; '.join(gen.get('reasons') or [])[:160]}),"
               f" socket failures {run['socket_failures']}; an idle client beside it: {run.get('probe')}")  # fmt: skip
         for row in run["rows"]:
