@@ -47,7 +47,8 @@ BIN = Path(sys.executable).parent
 EXTRA = ("--lp-messages", "2", "--lp-message-interval", "1")  # talking sessions: publish is a step too
 # Sessions started together stay in step (each lasts as long), and every hold's end becomes a burst
 # of closes and new sessions queueing behind each other: spawned over one hold they are staggered.
-HOLD_S = 5
+HOLD_S = 5  # each held session's length (--hold)
+PING_S = 1.0  # its keepalive interval (--ping-interval)
 
 
 def loopback_rtt(n: int = 2000) -> dict[str, float]:
@@ -109,7 +110,7 @@ def run_load(
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LP_", "LOCUST_"))}
     env |= {"LP_ACCOUNT": "truth", "LP_IDP": url, "LP_ASYNCMESSAGINGENT": url, "LP_REPORTS_DIR": str(reports)}
     rate = max(1.0, sessions / HOLD_S)  # spawned over one session's length: the sessions stay staggered
-    shape = ["--lp-hold", str(HOLD_S), "--lp-ping-interval", "1", *EXTRA]
+    shape = ["--lp-hold", f"{HOLD_S:g}", "--lp-ping-interval", f"{PING_S:g}", *EXTRA]
     if churn:
         rate, shape = sessions, ["--lp-scenario", "arrival", "--lp-arrival-rate", f"{churn:g}", "--lp-hold", "0"]
     cmd = [*(pin or []), str(BIN / "locust"), "-f", str(ROOT / "locustfile.py"), "--headless", "--only-summary",
@@ -166,6 +167,7 @@ def beside(rows: list[dict[str, Any]], probe: dict[str, Any] | None) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    global HOLD_S, PING_S
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sessions", default="100,1000,10000", help="comma-separated session counts")
     parser.add_argument("--seconds", type=int, default=60, help="each run's length")
@@ -175,8 +177,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--churn", default="", help="comma-separated percentages of --capacity: new sessions/s, hold 0")
     parser.add_argument("--capacity", type=float, default=1000.0,
                         help="new sessions/s that saturate one process (bench/results/locust-capacity.md)")
+    parser.add_argument("--hold", type=float, default=HOLD_S, help="seconds each held session lasts")
+    parser.add_argument("--ping-interval", type=float, default=PING_S, help="seconds between a held session's pings")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "truth.json"))
     args = parser.parse_args(argv)
+    HOLD_S, PING_S = args.hold, args.ping_interval
     counts = [20] if args.quick else [int(n) for n in args.sessions.split(",") if n.strip()]
     seconds = 15 if args.quick else args.seconds
     result: dict[str, Any] = {"command": " ".join(["bench/truth.py", *(argv or sys.argv[1:])]), "runs": []}

@@ -11,7 +11,9 @@ Workers send their latest snapshot to the master with every stats report
 (``report_to_master``/``worker_report``); :func:`merged` gives the master's view: its own row,
 one per worker, and the workers' total. A process is *saturated* when its CPU is at or above
 :data:`CPU_SATURATED` percent of a core, its loop is late by :data:`LAG_SATURATED_MS` on
-average over the last :data:`WINDOW_S` seconds, its loop has work :data:`LOOP_BUSY_SATURATED`
+average over the last :data:`WINDOW_S` seconds or stalled :data:`LAG_SPIKE_MS` at once since the
+last sample (a full garbage collection of a big heap: every latency across it is that much longer),
+its loop has work :data:`LOOP_BUSY_SATURATED`
 percent of the time, or it is starved: its loop had work :data:`STARVED_SATURATED` percent of
 the time more than it ran on the CPU (:mod:`harness.user.loopbusy`).
 """
@@ -43,7 +45,7 @@ CPU_SATURATED: Final = 90.0  # percent of one core; a gevent process cannot use 
 LAG_SATURATED_MS: Final = 50.0  # mean lateness of the loop over the window
 LOOP_BUSY_SATURATED: Final = 75.0  # percent of wall time the loop has work: beyond it, it queues its own work
 STARVED_SATURATED: Final = 15.0  # percent of wall time the loop had work but the process was off the CPU
-LAG_SPIKE_MS: Final = 250.0  # a single late wake-up this long is reported (not counted as saturation)
+LAG_SPIKE_MS: Final = 250.0  # a single late wake-up this long: the sample it falls in is saturated
 FD_WARN_FRACTION: Final = 0.9  # open descriptors at 90% of the soft limit: new sockets will soon fail
 STALE_AFTER_S: Final = 15.0  # a worker snapshot older than this is shown as stale
 SAMPLE_INTERVAL_S: Final = 10.0  # the run over time: one sample of every process's total this often
@@ -64,12 +66,16 @@ def assess(snapshot: dict[str, Any]) -> tuple[bool, list[str]]:
     cpu = snapshot.get("cpu_percent") or 0.0
     lag = snapshot.get("lag_ms") or 0.0
     lag_max = snapshot.get("lag_max_ms") or 0.0
+    stall = snapshot.get("lag_stall_ms") or 0.0
     if cpu >= CPU_SATURATED:
         saturated = True
         reasons.append(f"CPU {cpu:.0f}% >= {CPU_SATURATED:.0f}%")
     if lag >= LAG_SATURATED_MS:
         saturated = True
         reasons.append(f"event loop {lag:.0f} ms late on average >= {LAG_SATURATED_MS:.0f} ms")
+    elif stall >= LAG_SPIKE_MS:
+        saturated = True
+        reasons.append(f"event loop stalled {stall:.0f} ms >= {LAG_SPIKE_MS:.0f} ms at once")
     elif lag_max >= LAG_SPIKE_MS:
         reasons.append(f"event loop stalled {lag_max:.0f} ms")
     busy, starved = snapshot.get("loop_busy_percent") or 0.0, snapshot.get("loop_starved_percent") or 0.0
@@ -106,6 +112,7 @@ class LoadGenMonitor:
         self._fds: int | None = None
         self._busy = 0.0
         self._starved = 0.0
+        self._stall = 0.0  # the longest late wake-up since the last sample
         self.loop = LoopMeter()
         self._busy_mark: tuple[float, float, float] | None = None  # (wall, idle, cpu seconds) at the last sample
         self._sampled_at = 0.0
@@ -153,6 +160,7 @@ class LoadGenMonitor:
 
     def record_lag(self, now: float, lag_ms: float) -> None:
         self.health.record_lag(lag_ms)
+        self._stall = max(self._stall, lag_ms)
         self._lags.append((now, lag_ms))
         while self._lags and self._lags[0][0] < now - WINDOW_S:
             self._lags.popleft()
@@ -177,6 +185,7 @@ class LoadGenMonitor:
             return
         self._sampled_at = time.time()
         saturated, reasons = assess(self.snapshot())
+        self._stall = 0.0  # the next sample judges its own interval's stalls
         cpu_now = self._cpu if cpu and self._cpu_primed else None
         self.health.record_sample(
             self._sampled_at, self.cpu_sample_s, cpu_now, self._rss, self._fds, reasons if saturated else None
@@ -216,6 +225,7 @@ class LoadGenMonitor:
             "lag_ms": round(sum(lags) / len(lags), 2) if lags else 0.0,
             "lag_max_ms": round(max(lags), 2) if lags else 0.0,
             "lag_samples": len(lags),
+            "lag_stall_ms": round(self._stall, 2),
             "loop_busy_percent": self._busy,
             "loop_starved_percent": self._starved,
             "at": self._sampled_at or time.time(),
