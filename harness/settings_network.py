@@ -40,7 +40,7 @@ DIRECT_WORDS: Final = ("none", "direct")
 SOURCES_ENV: Final = "LP_SOURCE_ADDRESSES"
 SOURCES_FLAG: Final = f"--lp-source-addresses/{SOURCES_ENV}"
 MAX_SOURCE_ADDRESSES: Final = 4096  # each gives a whole ephemeral port range per target: plenty
-_IP_BIND_ADDRESS_NO_PORT: Final = getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24)  # Linux >= 4.2
+IP_BIND_ADDRESS_NO_PORT: Final = getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24)  # Linux >= 4.2; the client's too
 _HTTP_SCHEME_OF: Final = {"ws": "http", "wss": "https", "http": "http", "https": "https"}
 
 
@@ -230,7 +230,7 @@ def _check_assignable(address: str) -> None:
     try:
         with socket.socket(family, socket.SOCK_STREAM) as sock:
             with contextlib.suppress(OSError):  # Linux >= 4.2: the check takes no port
-                sock.setsockopt(socket.IPPROTO_IP, _IP_BIND_ADDRESS_NO_PORT, 1)
+                sock.setsockopt(socket.IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1)
             sock.bind((address, 0))
     except OSError as exc:
         why = "not an address of this host" if exc.errno == errno.EADDRNOTAVAIL else (exc.strerror or str(exc))

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import errno
 import socket
+from collections.abc import Callable
 from typing import Any, Final
 
 from harness.client.errors import ClientError, ProxyError
@@ -80,6 +81,24 @@ def tunnel(sock: Any, proxy: ProxyUrl, host: str, port: int) -> None:
         raise refusal(proxy, status, reason, host, port)
     if len(buf) > end + 4:
         raise ProxyError(f"proxy {proxy.where} sent bytes past its answer to CONNECT {host}:{port}", category=_BAD)
+
+
+def open_tunnel(proxy: ProxyUrl, host: str, port: int, connect: Callable[[str, int], Any]) -> Any:
+    """``connect`` to ``proxy``, then its tunnel to ``host:port``: the socket inside the tunnel.
+
+    A connection to the proxy that fails is the proxy's (:func:`unreachable`); a refused CONNECT
+    is :func:`tunnel`'s ProxyError; an OSError during the CONNECT is left to the caller to name.
+    """
+    try:
+        sock = connect(proxy.host, proxy.port)
+    except OSError as exc:  # refused, unreachable, unknown name: the proxy's, and said so
+        raise unreachable(proxy, exc) from None
+    try:
+        tunnel(sock, proxy, host, port)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
 
 
 def refusal(proxy: ProxyUrl, status: int, reason: str, host: str, port: int) -> ProxyError:

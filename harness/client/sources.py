@@ -27,9 +27,9 @@ from typing import Any, Final
 from gevent import socket as gsocket
 
 from harness.client.resolver import ip_literal_family
+from harness.settings_network import IP_BIND_ADDRESS_NO_PORT
 
 LOOPBACK_SOURCES: Final = tuple(f"127.0.1.{n}" for n in range(1, 65))
-_IP_BIND_ADDRESS_NO_PORT: Final = getattr(gsocket, "IP_BIND_ADDRESS_NO_PORT", 24)  # Linux >= 4.2
 
 
 class SourceAddresses:
@@ -56,7 +56,7 @@ class SourceAddresses:
                 raise OSError(errno.EADDRNOTAVAIL, f"no source address of the family of {destination}")
             return
         try:
-            sock.setsockopt(gsocket.IPPROTO_IP, _IP_BIND_ADDRESS_NO_PORT, 1)
+            sock.setsockopt(gsocket.IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1)
             sock.bind((pick(), 0))
         except OSError:
             if self.strict:

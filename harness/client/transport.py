@@ -35,7 +35,7 @@ from gevent import socket as gsocket
 from gevent import ssl as gssl
 
 from harness.client.errors import ClientError, Dropped, HandshakeRejected, Timeout, typed
-from harness.client.proxy import tunnel, unreachable
+from harness.client.proxy import open_tunnel
 from harness.client.resolver import ip_literal_family
 from harness.client.sources import LOOPBACK, SourceAddresses, connect_tcp
 from harness.protocol import handshake, paths
@@ -156,16 +156,7 @@ def _open_tcp(where: Target, route: Route, proxy: ProxyUrl | None) -> gsocket.so
     """TCP to the target, or to the proxy and through its tunnel to the target, from the route's source address."""
     if proxy is None:
         return connect_tcp(where.host, where.port, route.sources, where.address)
-    try:
-        sock = connect_tcp(proxy.host, proxy.port, route.sources)
-    except OSError as exc:  # refused, unreachable, unknown name: the proxy's, and said so
-        raise unreachable(proxy, exc) from None
-    try:
-        tunnel(sock, proxy, where.host, where.port)
-    except BaseException:
-        sock.close()
-        raise
-    return sock
+    return open_tunnel(proxy, where.host, where.port, lambda host, port: connect_tcp(host, port, route.sources))
 
 
 def upgrade(sock: Any, where: Target, token: str | None, headers: Iterable[str] = ()) -> bytes:

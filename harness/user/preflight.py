@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 
 import requests
 
-from harness.client.proxy import ProxyError, requests_proxies, tunnel, unreachable
+from harness.client.proxy import ProxyError, open_tunnel, requests_proxies
 from harness.protocol import idp as contract
 from harness.protocol import paths
 from harness.protocol.retry import parse_retry_after
@@ -102,19 +102,10 @@ def _reach(name: str, url: str, verify: bool, proxy: ProxyUrl | None = None) -> 
 def _through(proxy: ProxyUrl, host: str, port: int) -> socket.socket:
     """A socket tunnelled through ``proxy`` to ``host:port``; ProxyError when the proxy refuses."""
     try:
-        raw = socket.create_connection((proxy.host, proxy.port), timeout=TIMEOUT_S)
-    except OSError as exc:
-        raise unreachable(proxy, exc) from None
-    try:
-        tunnel(raw, proxy, host, port)
-    except OSError as exc:  # reset or timed out before its answer
-        raw.close()
+        return open_tunnel(proxy, host, port, lambda at, on: socket.create_connection((at, on), TIMEOUT_S))
+    except OSError as exc:  # reset or timed out before its answer (ProxyError is no OSError)
         reason = exc.strerror or str(exc) or type(exc).__name__
         raise ProxyError(f"proxy {proxy.where} ({proxy.origin}) did not answer CONNECT {host}:{port} ({reason})") from None
-    except BaseException:
-        raw.close()
-        raise
-    return raw
 
 
 def _authorize(settings: Settings) -> bool:
