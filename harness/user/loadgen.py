@@ -184,7 +184,7 @@ class LoadGenMonitor:
         except psutil.Error:  # never let monitoring take a run down
             return
         self._sampled_at = time.time()
-        saturated, reasons = assess(self.snapshot())
+        saturated, reasons = assess(self._live())  # not snapshot(): the run-long record is not needed here
         self._stall = 0.0  # the next sample judges its own interval's stalls
         cpu_now = self._cpu if cpu and self._cpu_primed else None
         self.health.record_sample(
@@ -211,9 +211,16 @@ class LoadGenMonitor:
 
     # --- reporting
     def snapshot(self) -> dict[str, Any]:
-        """This process's latest numbers (plain JSON types: it travels to the master)."""
+        """This process's latest numbers, its verdict and its run-long record (plain JSON: it travels to the master)."""
+        data = self._live()
+        data["saturated"], data["reasons"] = assess(data)
+        data["run"] = self.health.to_dict()
+        return data
+
+    def _live(self) -> dict[str, Any]:
+        """The latest numbers that :func:`assess` judges."""
         lags = [lag for _, lag in self._lags]
-        data: dict[str, Any] = {
+        return {
             "role": self.role,
             "host": self.host,
             "pid": self.pid,
@@ -230,9 +237,6 @@ class LoadGenMonitor:
             "loop_starved_percent": self._starved,
             "at": self._sampled_at or time.time(),
         }
-        data["saturated"], data["reasons"] = assess(data)
-        data["run"] = self.health.to_dict()
-        return data
 
 
 def total(parts: list[dict[str, Any]]) -> dict[str, Any]:
