@@ -28,6 +28,8 @@ from typing import Any
 
 import pytest
 
+from harness.client import framing
+
 ROOT = Path(__file__).resolve().parents[1]
 HARNESS = ROOT / "harness"
 WATCHED = {
@@ -140,7 +142,7 @@ def test_every_private_import_resolves_and_is_checked() -> None:
 
 
 def test_websocket_client_frame_buffer() -> None:
-    """The reader's ``frame_buffer(recv, skip_utf8_validation)``, its ``recv_buffer`` and ``lock``."""
+    """The reader's ``frame_buffer(recv, skip_utf8_validation)``, its ``recv_buffer``, ``lock`` and ``recv``."""
     try:  # public name; its recv_buffer and lock attributes, used by the client, are not
         from websocket import frame_buffer
     except ImportError:
@@ -182,6 +184,11 @@ def test_websocket_client_frame_buffer() -> None:
     )
     assert fb.recv_frame().opcode == 0xA
     assert entered, moved("websocket-client", "frame_buffer.lock (recv_frame no longer takes it)", "fb.lock")
+    data.append(frame(0x1, b"{}"))
+    framing.detach(fb)  # replaces fb.recv: the reader must read through the attribute
+    with pytest.raises(ConnectionAbortedError):
+        fb.recv_frame()
+    assert data, moved("websocket-client", "frame_buffer.recv (the reader no longer calls the attribute)", "fb.recv")
 
 
 def test_websocket_client_continuous_frame() -> None:

@@ -25,6 +25,7 @@ __all__ = [
     "PING_FRAME",
     "FrameError",
     "frame",
+    "detach",
     "message_assembler",
     "read_message",
     "reader",
@@ -62,6 +63,19 @@ def reader(recv: Callable[[int], bytes], leftover: bytes = b"") -> frame_buffer:
     if leftover:
         fb.recv_buffer.append(leftover)
     return fb
+
+
+def detach(fb: frame_buffer) -> None:
+    """Let a finished reader go: its ``recv`` is its socket's bound method, a reference cycle.
+
+    Cycles outlive their socket until a full collection, which then walks every session's objects
+    in one pause; without it a finished session is freed at once, by reference counting.
+    """
+    fb.recv = _closed
+
+
+def _closed(_bufsize: int) -> bytes:
+    raise ConnectionAbortedError("the socket is closed")
 
 
 def message_assembler() -> continuous_frame:

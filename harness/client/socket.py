@@ -436,6 +436,7 @@ class ConsumerSocket:
         self.close_info = info
         with contextlib.suppress(OSError):
             self._sock.close()
+        framing.detach(self._fb)  # freed by reference counting, not a full collection (harness/heap.py)
         if self._keepalive is not None:
             scheduler().discard()
         for entry in self._conn.requests.drain():

@@ -17,6 +17,7 @@ from typing import Any
 
 from aiohttp import web
 
+from harness import heap
 from harness.emulator import fastsocket
 from harness.emulator.config import EmulatorConfig
 from harness.emulator.fastlane import FastLane, Hooks
@@ -125,6 +126,7 @@ async def serve(
 ) -> int:
     """The process's main coroutine: start, print the URL line, wait for SIGTERM/SIGINT, stop."""
     running = await start(config, sock=sock, emulator=emulator)
+    heap.freeze_startup()  # the agents, the app, the modules: out of every full collection's pause
     if print_url:
         sys.stdout.write(running.url + "\n")
         sys.stdout.flush()

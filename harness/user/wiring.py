@@ -8,6 +8,7 @@
 - ``test_stop``/``quitting``/``quit``: reports are written and the terminal summary printed, also on
   SIGTERM and Ctrl-C, because Locust fires these on every way out (a second Ctrl-C hurries the
   stop instead of losing the reports: :mod:`harness.user.interrupts`);
+- every process freezes what start-up made out of the collector's pauses (:mod:`harness.heap`);
 - every process keeps Locust's per-second request counts to the last minute (:mod:`harness.user.statsbound`);
 - on a master, lost workers (no heartbeat) are watched for (:mod:`harness.user.workers`), and a
   worker's target-down abort ends the run (:mod:`harness.user.backoff`).
@@ -26,7 +27,7 @@ from locust.env import Environment
 from locust.event import Events
 from locust.runners import MasterRunner, WorkerRunner
 
-from harness import webui
+from harness import heap, webui
 from harness.options import add_arguments
 from harness.reports import exitcodes
 from harness.settings import Settings, SettingsError
@@ -82,6 +83,7 @@ def _on_init(environment: Environment, **_: Any) -> None:
         _check_reports_dir(environment)  # before the emulator or any user starts
         resolve_target(environment)
         prometheus.install(environment)  # /metrics, when --lp-prometheus-port is set (after the settings are read)
+    heap.freeze_startup()  # start-up's objects stay out of every full collection's pause (harness/heap.py)
 
 
 def _check_reports_dir(environment: Environment) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import gc
 import socket
 import ssl
+import weakref
 
 import gevent
 import gevent.event
@@ -300,6 +301,28 @@ def test_pings_share_one_scheduler_greenlet(session) -> None:
     finally:
         for ws in sockets:
             ws.close()
+
+
+@pytest.mark.parametrize(
+    ("end", "fault"), [("clean", "hold=close:4401,after=30"), ("server", "hold=close:4401,after=0.2"), ("dropped", "hold=reset,after=0.2")]
+)
+def test_a_finished_socket_is_freed_without_the_garbage_collector(session, end: str, fault: str) -> None:
+    """No reference cycle outlives a session: a full collection would have to walk them all (harness/heap.py)."""
+    _, url, token = session("--fault", fault)
+    ws = ConsumerSocket.connect(url, token, timeout=5, ping_interval=0)  # the pinger lets go at its next tick
+    if end == "clean":
+        ws.request(MessageType.GET_CLOCK)
+        ws.close()
+    info = ws.wait_closed(5)
+    assert info is not None and info.kind == end
+    gevent.sleep(0)  # the reader greenlet finishes its way out
+    gone = weakref.ref(ws)
+    gc.disable()
+    try:
+        del ws
+        assert gone() is None, "a closed ConsumerSocket is still referenced: a cycle only gc.collect() frees"
+    finally:
+        gc.enable()
 
 
 @pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")
