@@ -18,6 +18,8 @@ GetClock every 20 ms) runs through the middle of each load, and once before any.
 what the emulator, the kernel and waking an idle process cost under that load; the loaded harness's
 client time above it is the generator's own (``probe`` in each run, ``idle_probe``).
 
+The emulator's own CPU over each run is ``emulator_cpu_percent_mean``: the two share the cores here.
+
 ``--starve`` repeats ``--starve-sessions`` (1,000) with the locust process pinned to one core and a busy
 process pinned beside it (``taskset``), and reports the verdict: it must turn ``saturated`` and say
 when. Output: ``--out`` (JSON; default bench/results/truth.json) and a table on stdout.
@@ -38,6 +40,8 @@ import time
 import urllib.request
 from pathlib import Path
 from typing import Any
+
+import psutil
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -134,12 +138,17 @@ def probe_result(proc: subprocess.Popen[bytes], out: Path) -> dict[str, Any] | N
 
 def measure(
     url: str, sessions: int, seconds: int, work: Path, rtt: dict[str, float], pin: list[str] | None = None,
-    churn: float | None = None,
+    churn: float | None = None, emulator_pid: int | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     admin(url, "/admin/ledger/reset", "POST")
+    emulator = psutil.Process(emulator_pid) if emulator_pid else None
+    cpu_before, wall_before = (sum(emulator.cpu_times()[:2]) if emulator else 0.0), time.monotonic()
     out = work / f"probe-{sessions}-{'pinned' if pin else 'free'}-{churn or 0:g}.json"
     probe = start_probe(url, seconds / 3, seconds / 2, out)  # the middle of the run: the load is on
     summary = run_load(url, sessions, seconds, work, pin, churn)
+    emulator_cpu = None  # the other process on the same cores: which of the two saturated
+    if emulator is not None:
+        emulator_cpu = round(100.0 * (sum(emulator.cpu_times()[:2]) - cpu_before) / (time.monotonic() - wall_before), 1)
     generator = summary.get("load_generator") or {}
     result = {
         "sessions": sessions,
@@ -149,6 +158,7 @@ def measure(
         "rows": overhead_rows(summary, admin(url, "/admin/ledger"), rtt),
         "load_generator": {k: generator.get(k) for k in ("verdict", "saturated_share", "saturated_periods", "reasons")}
         | {"total": generator.get("total")},
+        "emulator_cpu_percent_mean": emulator_cpu,
         "socket_failures": summary["phases"]["socket"]["failures"],
         "probe": probe_result(probe, out),
     }
@@ -193,14 +203,15 @@ def main(argv: list[str] | None = None) -> int:
         try:
             result["idle_probe"] = probe_result(start_probe(url, 0, 5, work / "probe-idle.json"), work / "probe-idle.json")
             for n in counts:
-                result["runs"].append(measure(url, n, seconds, work, rtt))
+                result["runs"].append(measure(url, n, seconds, work, rtt, emulator_pid=emulator.pid))
             for percent in (float(p) for p in args.churn.split(",") if p.strip()):
                 rate = args.capacity * percent / 100.0
-                result["runs"].append(measure(url, max(50, int(rate)), seconds, work, rtt, churn=rate))
+                result["runs"].append(measure(url, max(50, int(rate)), seconds, work, rtt, churn=rate, emulator_pid=emulator.pid))
             if args.starve:
                 hog = subprocess.Popen(["taskset", "-c", "1", sys.executable, "-c", "while True: pass"])
                 starved = args.starve_sessions
-                result["runs"].append(measure(url, starved, seconds, work, rtt, pin=["taskset", "-c", "1"]))
+                pin = ["taskset", "-c", "1"]
+                result["runs"].append(measure(url, starved, seconds, work, rtt, pin=pin, emulator_pid=emulator.pid))
         finally:
             if hog is not None:
                 hog.kill()
@@ -216,6 +227,7 @@ def main(argv: list[str] | None = None) -> int:
         kept = f" (achieved {run['arrival'].get('achieved_rate')}/s)" if run.get("arrival") else ""
         print(f"\n{what}{kept}{' (starved)' if run['pinned'] else ''}: generator {gen['verdict']}"
               f" ({(gen.get('saturated_share') or 0):.1%} saturated; {'; '.join(gen.get('reasons') or [])[:160]}),"
+              f" emulator CPU {run.get('emulator_cpu_percent_mean')} % on average,"
               f" socket failures {run['socket_failures']}; an idle client beside it: {run.get('probe')}")  # fmt: skip
         for row in run["rows"]:
             print(f"  {row['step']:<22} client p50 {row['client_p50_ms']:>8} p99 {row['client_p99_ms']:>8}"
