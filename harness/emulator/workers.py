@@ -22,6 +22,7 @@ from typing import Any
 from aiohttp import web
 from cryptography.hazmat.primitives import serialization
 
+from harness import heap
 from harness.emulator.config import EmulatorConfig
 from harness.emulator.idp import ANON_KID
 from harness.emulator.process import install_stop_signals, lifeline_fd, listen_socket, run_loop, url_for
@@ -55,6 +56,7 @@ async def _worker_main(config: EmulatorConfig, index: int, lp_pem: bytes, anon_p
     conn.send(private_url)
     peers: list[str] = await loop.run_in_executor(None, conn.recv)
     emulator.peers = [p for p in peers if p != private_url]
+    heap.freeze_startup()  # as a single process does (runner.serve)
     conn.send("ready")
     log.info("worker %d serving %s (private admin %s)", index, running.url, private_url)
     stop = asyncio.Event()

@@ -140,10 +140,12 @@ def verdict_line(generator: dict[str, Any] | None) -> str | None:
     total = generator.get("total") or {}
     lag = total.get("loop_lag_p99_ms")
     busy = total.get("loop_busy_percent_max")
+    pause = total.get("gc_pause_max_ms")
     health = (
         f"peak CPU {total.get('cpu_percent_max') or 0:.0f}%"
         + (f", loop busy {busy:.0f}%" if busy is not None else "")
         + (f", loop lag p99 {lag:.0f} ms" if lag is not None else "")
+        + (f", longest GC pause {pause:.0f} ms" if pause is not None else "")
     )
     if generator.get("verdict") != "saturated":
         return f"load generator: trustworthy ({health})"

@@ -33,6 +33,7 @@ import psutil
 from gevent.event import Event
 from locust.runners import MasterRunner, WorkerRunner
 
+from harness import heap
 from harness.user.loadhealth import RunHealth, add_sample, section
 from harness.user.loopbusy import LoopMeter, shares
 
@@ -121,10 +122,12 @@ class LoadGenMonitor:
         self._cpu_primed = False
         self.ticked = Event()  # set after each lag measurement (tests wait on it)
         self.health = RunHealth(started_at=time.time())  # since the test started (reset_run)
+        self.gc = heap.Pauses()  # the collector's pauses since the test started
 
     def reset_run(self) -> None:
         """A new test: the run-long health starts again (the live numbers carry on)."""
         self.health = RunHealth(started_at=time.time())
+        self.gc.reset()
 
     # --- running
     def start(self) -> LoadGenMonitor:
@@ -133,6 +136,7 @@ class LoadGenMonitor:
             psutil.cpu_percent(None)
             self._sample(cpu=False)  # a CPU figure needs an interval: the first one comes after cpu_sample_s
             self.loop.start()
+            self.gc.install()
             self._greenlet = gevent.spawn(self._run)
         return self
 
@@ -141,6 +145,7 @@ class LoadGenMonitor:
             self._greenlet.kill(block=False)
             self._greenlet = None
         self.loop.stop()
+        self.gc.remove()
 
     @property
     def running(self) -> bool:
@@ -214,7 +219,7 @@ class LoadGenMonitor:
         """This process's latest numbers, its verdict and its run-long record (plain JSON: it travels to the master)."""
         data = self._live()
         data["saturated"], data["reasons"] = assess(data)
-        data["run"] = self.health.to_dict()
+        data["run"] = self.health.to_dict() | {"gc": self.gc.to_dict()}
         return data
 
     def _live(self) -> dict[str, Any]:

@@ -157,9 +157,17 @@ def _process_row(part: dict[str, Any], started: float, ended: float) -> dict[str
         "rss_max_bytes": health.get("rss_max"),
         "fds_max": health.get("fds_max"),
         "fd_limit": part.get("fd_limit"),
+        "gc_full_collections": (health.get("gc") or {}).get("full_collections"),
+        "gc_pause_total_ms": (health.get("gc") or {}).get("pause_total_ms"),
+        "gc_pause_max_ms": (health.get("gc") or {}).get("pause_max_ms"),
         "saturated_s": round(sum(b - a for a, b, _ in periods), 1),
         "_periods": periods,
     }
+
+
+def _worst(rows: list[dict[str, Any]], key: str) -> Any:
+    """The worst process's figure (each loop pauses on its own), None where no process had one."""
+    return max((r[key] for r in rows if r.get(key) is not None), default=None)
 
 
 def _clip(periods: list[list[Any]], started: float, ended: float) -> list[list[Any]]:
@@ -213,6 +221,9 @@ def section(
         "loop_lag_max_ms": max((r["loop_lag_max_ms"] for r in lags), default=None),
         "rss_max_bytes": sum(r["rss_max_bytes"] or 0 for r in rows),
         "fds_max": sum(r["fds_max"] or 0 for r in rows),
+        "gc_full_collections": _worst(rows, "gc_full_collections"),
+        "gc_pause_total_ms": _worst(rows, "gc_pause_total_ms"),
+        "gc_pause_max_ms": _worst(rows, "gc_pause_max_ms"),
     }
     return {
         "verdict": SATURATED if periods else TRUSTWORTHY,

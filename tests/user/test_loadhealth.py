@@ -93,6 +93,24 @@ def test_a_starved_generator_is_saturated_when_it_was_and_the_gate_refuses_the_r
     assert "load generator: SATURATED" in run.output
 
 
+def test_the_collectors_pauses_are_in_the_report_and_a_gate_can_refuse_them(tmp_path: Path) -> None:
+    """A full collection over a big heap stops the loop: its length is the run's longest GC pause."""
+    took = tmp_path / "gc-took-ms"
+    gate = ["--lp-threshold", "load_generator:gc_pause_max<1ms"]
+    env = {"LP_TEST_STALL_S": "0", "LP_TEST_GC_OBJECTS": "400000", "LP_TEST_GC_REPORT": str(took)}
+    run = run_locust(["-f", "tests/user/stall_locustfile.py", *QUICK, "-t", "5s", *gate], tmp_path, env=env)
+    summary = run.summary
+    jsonschema.validate(summary, load_schema())
+    (local,) = summary["load_generator"]["processes"]
+    collected_ms = float(took.read_text())  # what the locustfile's own gc.collect() took
+    assert local["gc_full_collections"] >= 1, local
+    assert local["gc_pause_max_ms"] >= 0.9 * collected_ms, (local, collected_ms)
+    assert local["gc_pause_total_ms"] >= local["gc_pause_max_ms"]
+    assert summary["load_generator"]["total"]["gc_pause_max_ms"] == local["gc_pause_max_ms"]
+    assert not summary["thresholds"]["passed"] and run.returncode == 3
+    assert f"longest GC pause {local['gc_pause_max_ms']:.0f} ms" in run.output
+
+
 def _duty_run(tmp_path: Path, core: int) -> dict:
     env = {"LP_TEST_STALL_S": "0", "LP_TEST_DUTY": "0.4", "LP_TEST_PIN_CORE": str(core)}
     run = run_locust(["-f", "tests/user/stall_locustfile.py", *QUICK, "-t", "8s"], tmp_path, env=env)

@@ -123,6 +123,7 @@ _GENERATOR_FIELDS: Final = {
     "loop_lag_max": "loop_lag_max_ms",
     "cpu_max": "cpu_percent_max",
     "loop_busy_max": "loop_busy_percent_max",
+    "gc_pause_max": "gc_pause_max_ms",
 }
 
 

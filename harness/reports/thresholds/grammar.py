@@ -53,6 +53,7 @@ SCOPE_METRICS: Final[dict[str, dict[str, str]]] = {
         "loop_lag_max": MS,
         "cpu_max": NUMBER,
         "loop_busy_max": NUMBER,
+        "gc_pause_max": MS,
     },
     "arrival": {  # the open model (--lp-arrival-rate, docs/shapes.md)
         "target_rate": NUMBER,
