@@ -8,7 +8,7 @@ as the process: :func:`gc.freeze` moves it out of the collector's sight for good
 then makes no cyclic garbage per session (the client breaks its one cycle: ``framing.detach``)
 keeps its full collections to the objects its sessions hold now. Measured with 1,000 held
 sessions (``bench/results/truth-2026-12-02.md``): the generator's full collections went from
-85-112 ms to 18-34 ms, its loop lag p99 from 96 ms to 20 ms.
+85-112 ms to 18-34 ms, its loop lag p99 from 130 ms to 23-24 ms.
 """
 
 from __future__ import annotations
