@@ -38,7 +38,6 @@ class Pauses:
 
     def reset(self) -> None:
         """A new run counts from zero."""
-        self.collections = 0
         self.full_collections = 0
         self.total_ms = 0.0
         self.max_ms = 0.0
@@ -57,14 +56,12 @@ class Pauses:
             self._began = time.perf_counter()
             return
         pause_ms = (time.perf_counter() - self._began) * 1000.0
-        self.collections += 1
         self.full_collections += info.get("generation") == 2
         self.total_ms += pause_ms
         self.max_ms = max(self.max_ms, pause_ms)
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "collections": self.collections,
             "full_collections": self.full_collections,
             "pause_total_ms": round(self.total_ms, 2),
             "pause_max_ms": round(self.max_ms, 2),

@@ -139,6 +139,7 @@ def add_sample(samples: list[dict[str, Any]], sample: dict[str, Any]) -> None:
 
 def _process_row(part: dict[str, Any], started: float, ended: float) -> dict[str, Any]:
     health = part.get("run") or {}
+    pauses = health.get("gc") or {}
     hist = H.normalize(health.get("lag_hist") or {})
     n = H.total(hist)
     periods = _clip(health.get("periods") or [], started, ended)
@@ -157,9 +158,9 @@ def _process_row(part: dict[str, Any], started: float, ended: float) -> dict[str
         "rss_max_bytes": health.get("rss_max"),
         "fds_max": health.get("fds_max"),
         "fd_limit": part.get("fd_limit"),
-        "gc_full_collections": (health.get("gc") or {}).get("full_collections"),
-        "gc_pause_total_ms": (health.get("gc") or {}).get("pause_total_ms"),
-        "gc_pause_max_ms": (health.get("gc") or {}).get("pause_max_ms"),
+        "gc_full_collections": pauses.get("full_collections"),
+        "gc_pause_total_ms": pauses.get("pause_total_ms"),
+        "gc_pause_max_ms": pauses.get("pause_max_ms"),
         "saturated_s": round(sum(b - a for a, b, _ in periods), 1),
         "_periods": periods,
     }
